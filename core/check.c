@@ -1,0 +1,424 @@
+/*
+ * check.c: the semantic checks of docs/ir.md ("Invariants the core checks"), on a Flow read without errors.
+ *
+ * It resolves every name (StepRef.step, Decorator.kind, Flow.byname), checks each step against its kind and
+ * the decorator support matrix, then checks the graph as a whole and computes each step's foreach depth. When
+ * it reports no error, later passes may rely on all of this:
+ *
+ *   - step names are unique Python identifiers, and every StepRef, start and end resolve;
+ *   - each step has as many next steps as its kind allows (STEP_KINDS); the end step has kind STEP_END;
+ *   - split and foreach steps have a matching_join of kind STEP_JOIN; foreach steps have a foreach_var;
+ *   - switch steps, and only they, have a condition and at least one case, each case target in next;
+ *   - split_parents name split or foreach steps; each in_funcs entry has this step in its next;
+ *   - the only cycles are switch cases back to their own step;
+ *   - no switch case goes straight into a join, and a foreach join has a single in_func;
+ *   - no decorator or step feature is one the matrix rejects;
+ *   - Step.depth is set.
+ *
+ * Problems are reported at the step's source line and checking goes on. The graph-wide checks need resolved
+ * names, so they are skipped when a step name is not an identifier, is defined twice or a reference did not
+ * resolve.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const struct {
+	const char *name;
+	DecoHandling handling;
+	const char *reason;
+} decorators[] = {
+#define X(kind, name, handling, reason) {name, handling, reason},
+	DECORATORS(X)
+#undef X
+};
+
+static const struct {
+	int minnext;
+	int maxnext;
+} arity[] = {
+#define X(kind, name, minnext, maxnext) {minnext, maxnext},
+	STEP_KINDS(X)
+#undef X
+};
+
+DecoKind
+mfd_deco_lookup(const char *name)
+{
+	size_t k;
+
+	for (k = 0; k < MFD_COUNT(decorators); k++)
+		if (strcmp(name, decorators[k].name) == 0)
+			return (DecoKind)k;
+	return DECO_UNKNOWN;
+}
+
+DecoHandling
+mfd_deco_handling(DecoKind k)
+{
+	return k == DECO_UNKNOWN ? FORWARDED : decorators[k].handling;
+}
+
+/*
+ * Reports a problem at step s, or at the flow when s is NULL. The step's name is shown as is when it prints
+ * safely on one line (mfd_quote single-quotes it), else as its escaped literal.
+ */
+static void
+error_at(Compile *c, const Step *s, const char *fmt, ...) MFD_PRINTF(3, 4);
+
+static void
+error_at(Compile *c, const Step *s, const char *fmt, ...)
+{
+	const char *name = NULL;
+	va_list ap;
+	char *msg;
+
+	va_start(ap, fmt);
+	msg = mfd_vprintf(c->arena, fmt, ap);
+	va_end(ap);
+	if (s) {
+		name = mfd_quote(c->arena, s->name, strlen(s->name));
+		if (*name == '\'')
+			name = s->name;
+	}
+	mfd_diag(&c->diags, MFD_ERROR, name, s ? s->file : c->flow->file, s ? s->line : 0, "%s", msg);
+}
+
+static const char *
+quote(Compile *c, const char *s)
+{
+	return mfd_quote(c->arena, s, strlen(s));
+}
+
+static int
+by_name(const void *a, const void *b)
+{
+	const Step *x = *(Step *const *)a, *y = *(Step *const *)b;
+	int r = strcmp(x->name, y->name);
+
+	return r ? r : (x->index > y->index) - (x->index < y->index);
+}
+
+/* The step named name, by binary search in Flow.byname; NULL when there is none. */
+Step *
+mfd_find_step(const Flow *f, const char *name)
+{
+	size_t lo = 0, hi = f->nsteps, mid;
+	int r;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		r = strcmp(name, f->byname[mid]->name);
+		if (r == 0)
+			return f->byname[mid];
+		if (r < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+/* Builds Flow.byname and reports names that are not identifiers or repeat. Returns the number of problems. */
+static int
+check_names(Compile *c)
+{
+	Flow *f = c->flow;
+	Step *s, *prev;
+	int problems = 0;
+	size_t i;
+
+	f->byname = mfd_alloc(c->arena, f->nsteps * sizeof *f->byname);
+	for (i = 0; i < f->nsteps; i++) {
+		s = f->byname[i] = &f->steps[i];
+		if (!mfd_is_identifier(s->name)) {
+			error_at(c, s, "step name %s is not a Python identifier", quote(c, s->name));
+			problems++;
+		}
+	}
+	if (f->nsteps > 1)
+		qsort(f->byname, f->nsteps, sizeof *f->byname, by_name);
+	for (i = 1; i < f->nsteps; i++) {
+		prev = f->byname[i - 1];
+		s = f->byname[i];
+		if (strcmp(prev->name, s->name) == 0) {
+			error_at(c, s, "duplicate step name (first defined at %s:%d)", prev->file, prev->line);
+			problems++;
+		}
+	}
+	return problems;
+}
+
+/* Points r at the step it names. Returns 1, or 0 after reporting that field names no step. */
+static int
+resolve(Compile *c, const Step *s, StepRef *r, const char *field)
+{
+	r->step = mfd_find_step(c->flow, r->name);
+	if (!r->step)
+		error_at(c, s, "%s names %s, which is not a step", field, quote(c, r->name));
+	return r->step != NULL;
+}
+
+/* Resolves every name s holds. Returns 1 when all resolved. */
+static int
+resolve_step(Compile *c, Step *s)
+{
+	int ok = 1;
+	size_t i;
+
+	for (i = 0; i < s->nnext; i++)
+		ok &= resolve(c, s, &s->next[i], "next");
+	for (i = 0; i < s->nin; i++)
+		ok &= resolve(c, s, &s->in[i], "in_funcs");
+	for (i = 0; i < s->nparents; i++)
+		ok &= resolve(c, s, &s->parents[i], "split_parents");
+	if (s->join.name)
+		ok &= resolve(c, s, &s->join, "matching_join");
+	for (i = 0; i < s->ncases; i++)
+		ok &= resolve(c, s, &s->cases[i].to, mfd_printf(c->arena, "switch case %s",
+			quote(c, s->cases[i].value)));
+	return ok;
+}
+
+static int
+goes_to(const Step *s, const Step *t)
+{
+	size_t i;
+
+	for (i = 0; i < s->nnext; i++)
+		if (s->next[i].step == t)
+			return 1;
+	return 0;
+}
+
+static int
+has_case_to(const Step *s, const Step *t)
+{
+	size_t i;
+
+	for (i = 0; i < s->ncases; i++)
+		if (s->cases[i].to.step == t)
+			return 1;
+	return 0;
+}
+
+/* Reports each decorator of s (NULL: a flow decorator) that the support matrix rejects. */
+static void
+check_decorators(Compile *c, const Step *s, Decorator *d, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		d[i].kind = mfd_deco_lookup(d[i].name);
+		if (mfd_deco_handling(d[i].kind) == REJECTED)
+			error_at(c, s, "@%s is not supported: %s", decorators[d[i].kind].name, decorators[d[i].kind].reason);
+	}
+}
+
+/* Checks s against what its kind requires; uses only the references that resolved. */
+static void
+check_step(Compile *c, Step *s)
+{
+	const char *kind = mfd_step_kind_name(s->kind);
+	int min = arity[s->kind].minnext, max = arity[s->kind].maxnext;
+	const Step *t;
+	size_t i;
+
+	if (s->nnext < (size_t)min || (max != MANY && s->nnext > (size_t)max)) {
+		if (max == 0)
+			error_at(c, s, "%s steps have no next step, found %zu", kind, s->nnext);
+		else if (min == max)
+			error_at(c, s, "%s steps have exactly %d next step, found %zu", kind, min, s->nnext);
+		else
+			error_at(c, s, "%s steps have at least %d next steps, found %zu", kind, min, s->nnext);
+	}
+	if (s->kind == STEP_SPLIT || s->kind == STEP_FOREACH) {
+		if (!s->join.name)
+			error_at(c, s, "%s steps need a matching_join", kind);
+		else if (s->join.step && s->join.step->kind != STEP_JOIN)
+			error_at(c, s, "matching_join names %s, which is not a join step", quote(c, s->join.name));
+	}
+	if (s->kind == STEP_FOREACH && s->parallel)
+		error_at(c, s, "@parallel foreach (num_parallel=%d) is not supported", s->num_parallel);
+	else if (s->kind == STEP_FOREACH && !s->foreach_var)
+		error_at(c, s, "foreach steps need a foreach_var");
+	if (s->kind == STEP_SWITCH && !s->condition)
+		error_at(c, s, "split-switch steps need a switch");
+	else if (s->kind == STEP_SWITCH && s->ncases == 0)
+		error_at(c, s, "switch has no cases");
+	else if (s->kind != STEP_SWITCH && s->condition)
+		error_at(c, s, "switch must be null for %s steps", kind);
+	for (i = 0; i < s->ncases; i++)
+		if (s->cases[i].to.step && !goes_to(s, s->cases[i].to.step))
+			error_at(c, s, "switch case %s goes to %s, which is not in next", quote(c, s->cases[i].value),
+				quote(c, s->cases[i].to.name));
+	for (i = 0; i < s->nparents; i++) {
+		t = s->parents[i].step;
+		if (t && t->kind != STEP_SPLIT && t->kind != STEP_FOREACH)
+			error_at(c, s, "split_parents names %s, which is not a split or foreach step", quote(c, t->name));
+	}
+}
+
+/* Reports in_funcs entries that do not go to their step: lowering follows both directions of each edge. */
+static void
+check_in_funcs(Compile *c)
+{
+	const Step *t;
+	Step *s;
+	size_t i, k;
+
+	for (i = 0; i < c->flow->nsteps; i++) {
+		s = &c->flow->steps[i];
+		for (k = 0; k < s->nin; k++) {
+			t = s->in[k].step;
+			if (!goes_to(t, s))
+				error_at(c, s, "in_funcs names '%s', whose next does not include this step", t->name);
+		}
+	}
+}
+
+/* Reports the cycle that the edge from the top of the DFS stack back to stack[0] closes. */
+static void
+report_cycle(Compile *c, Step **stack, size_t n)
+{
+	StrBuf path;
+	size_t i;
+
+	mfd_sb_init(&path, c->arena);
+	for (i = 0; i < n; i++)
+		mfd_sb_printf(&path, "%s -> ", stack[i]->name);
+	mfd_sb_puts(&path, stack[0]->name);
+	error_at(c, stack[n - 1], "next step '%s' closes the loop %s; the only loop allowed is a switch case back to "
+		"its own step", stack[0]->name, mfd_sb_str(&path));
+}
+
+/*
+ * Reports every back edge of a depth-first search over next, taking roots in IR order, except a switch case
+ * back to its own step. Iterative, with an explicit stack, because a flow may be long.
+ */
+static void
+check_cycles(Compile *c)
+{
+	enum { NEW, ACTIVE, DONE };
+	Flow *f = c->flow;
+	size_t n = f->nsteps, sp, r;
+	Step **stack = mfd_alloc(c->arena, n * sizeof *stack), *s, *t;
+	size_t *edge = mfd_alloc(c->arena, n * sizeof *edge);  /* next edge to follow, by step index */
+	size_t *depth = mfd_alloc(c->arena, n * sizeof *depth); /* stack position of an ACTIVE step */
+	unsigned char *state = mfd_alloc(c->arena, n);
+
+	for (r = 0; r < n; r++) {
+		if (state[r] != NEW)
+			continue;
+		sp = 0;
+		stack[sp++] = &f->steps[r];
+		state[r] = ACTIVE;
+		while (sp > 0) {
+			s = stack[sp - 1];
+			if (edge[s->index] == s->nnext) {
+				state[s->index] = DONE;
+				sp--;
+				continue;
+			}
+			t = s->next[edge[s->index]++].step;
+			if (t == s && s->kind == STEP_SWITCH && has_case_to(s, s))
+				continue;
+			if (state[t->index] == ACTIVE) {
+				report_cycle(c, stack + depth[t->index], sp - depth[t->index]);
+			} else if (state[t->index] == NEW) {
+				depth[t->index] = sp;
+				state[t->index] = ACTIVE;
+				stack[sp++] = t;
+			}
+		}
+	}
+}
+
+/*
+ * Metaflow's lint forbids a switch case that goes straight into a join. Inside a foreach, the branches of a
+ * switch may not end in the foreach's join either (Argo rejects this too): the join could not tell which
+ * branch each task took. Both need a common step before the join.
+ */
+static void
+check_joins(Compile *c)
+{
+	Flow *f = c->flow;
+	const Step *fe;
+	StrBuf branches;
+	Step *s;
+	size_t i, k;
+
+	for (i = 0; i < f->nsteps; i++) {
+		s = &f->steps[i];
+		for (k = 0; k < s->ncases; k++)
+			if (s->cases[k].to.step->kind == STEP_JOIN)
+				error_at(c, s, "switch case %s goes straight into join '%s'; add a step between them",
+					quote(c, s->cases[k].value), s->cases[k].to.name);
+		if (s->kind != STEP_JOIN || s->nparents == 0 || s->nin < 2)
+			continue;
+		fe = s->parents[s->nparents - 1].step;
+		if (fe->kind != STEP_FOREACH || fe->join.step != s)
+			continue;
+		mfd_sb_init(&branches, c->arena);
+		for (k = 0; k < s->nin; k++)
+			mfd_sb_printf(&branches, "%s'%s'", k ? ", " : "", s->in[k].name);
+		error_at(c, s, "the switch branches %s inside foreach '%s' go straight into its join; add a common "
+			"step after them that goes to '%s'", mfd_sb_str(&branches), fe->name, s->name);
+	}
+}
+
+/*
+ * Sets Step.depth: the number of foreach levels the step's tasks run in. That is the foreach steps among its
+ * split_parents, less one for the join that closes the innermost of them (a join lists the split it closes).
+ */
+static void
+set_depths(Flow *f)
+{
+	const Step *inner;
+	Step *s;
+	size_t i, k;
+
+	for (i = 0; i < f->nsteps; i++) {
+		s = &f->steps[i];
+		s->depth = 0;
+		inner = NULL;
+		for (k = 0; k < s->nparents; k++)
+			if (s->parents[k].step->kind == STEP_FOREACH) {
+				s->depth++;
+				inner = s->parents[k].step;
+			}
+		if (inner && inner->join.step == s)
+			s->depth--;
+	}
+}
+
+/* Checks c->flow, which mfd_read_ir read without errors. Returns the number of errors so far. */
+int
+mfd_check(Compile *c)
+{
+	Flow *f = c->flow;
+	int resolved;
+	size_t i;
+	Step *end;
+
+	resolved = check_names(c) == 0; /* the graph-wide checks print names and need each to mean one step */
+	resolved &= resolve(c, NULL, &f->start, "start_step");
+	resolved &= resolve(c, NULL, &f->end, "end_step");
+	end = f->end.step;
+	if (end && end->kind != STEP_END)
+		error_at(c, end, "end_step names this step, whose type is %s, not end", mfd_step_kind_name(end->kind));
+	check_decorators(c, NULL, f->decos, f->ndecos);
+	for (i = 0; i < f->nsteps; i++) {
+		resolved &= resolve_step(c, &f->steps[i]);
+		check_step(c, &f->steps[i]);
+		check_decorators(c, &f->steps[i], f->steps[i].decos, f->steps[i].ndecos);
+	}
+	if (resolved) {
+		check_in_funcs(c);
+		check_cycles(c);
+		check_joins(c);
+		set_depths(f);
+	}
+	return c->diags.nerrors;
+}

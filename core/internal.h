@@ -1,0 +1,379 @@
+/*
+ * internal.h: what the files of core/ share (QBE's all.h, chibicc's chibicc.h): the tables first, then one
+ * section per file: the support files, then the passes in order.
+ *
+ * Every object of a compile lives in the compile's arena, so structs hold plain pointers and nothing is freed
+ * one by one. Every extern symbol carries the mfd_ prefix; types are PascalCase and enum constants upper case.
+ * Tables that pair an enum with names are X-macros, so the enum and its names come from the same list.
+ */
+#ifndef MFD_INTERNAL_H
+#define MFD_INTERNAL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include "mfd.h"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define MFD_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define MFD_PRINTF(fmt, args)
+#endif
+
+#define MFD_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+typedef struct Step Step;
+typedef struct Compile Compile;
+
+/* Tables, as X-macros: each enum and its names come from one list. */
+
+/*
+ * Step kinds: Metaflow's DAGNode.type, with the least and most next steps a step of the kind has. Metaflow
+ * types a linear start step "start"; a start step that splits keeps its split type.
+ */
+#define MANY (-1)
+#define STEP_KINDS(X) \
+	X(STEP_START,   "start",        1, 1) \
+	X(STEP_LINEAR,  "linear",       1, 1) \
+	X(STEP_JOIN,    "join",         1, 1) \
+	X(STEP_SPLIT,   "split",        2, MANY) \
+	X(STEP_FOREACH, "foreach",      1, 1) \
+	X(STEP_SWITCH,  "split-switch", 1, MANY) \
+	X(STEP_END,     "end",          0, 0)
+
+typedef enum StepKind {
+#define X(kind, name, minnext, maxnext) kind,
+	STEP_KINDS(X)
+#undef X
+} StepKind;
+
+#define PARAM_TYPES(X) \
+	X(PARAM_STR,   "str") \
+	X(PARAM_INT,   "int") \
+	X(PARAM_FLOAT, "float") \
+	X(PARAM_BOOL,  "bool") \
+	X(PARAM_JSON,  "json") \
+	X(PARAM_FILE,  "file")
+
+typedef enum ParamType {
+#define X(type, name) type,
+	PARAM_TYPES(X)
+#undef X
+} ParamType;
+
+/*
+ * The decorator support matrix. HANDLED: the Dagster side implements it from the IR fields. FORWARDED: Metaflow
+ * applies it inside the task, as it would under its own runtime. REJECTED: reported as not supported. Names
+ * not listed are FORWARDED.
+ */
+#define REMOTE_LAUNCHER "tasks run on the Dagster worker, not on a remote launcher"
+#define DECORATORS(X) \
+	X(DECO_RETRY,             "retry",             HANDLED,   "op attempts follow the retries field") \
+	X(DECO_TIMEOUT,           "timeout",           HANDLED,   "the op enforces timeout_seconds") \
+	X(DECO_ENVIRONMENT,       "environment",       HANDLED,   "the op sets env for the task") \
+	X(DECO_CATCH,             "catch",             FORWARDED, "Metaflow runs the fallback inside the task") \
+	X(DECO_RESOURCES,         "resources",         FORWARDED, "a hint for remote launchers; tasks run where the op runs") \
+	X(DECO_CARD,              "card",              FORWARDED, "Metaflow renders cards inside the task") \
+	X(DECO_SECRETS,           "secrets",           FORWARDED, "Metaflow resolves secrets inside the task") \
+	X(DECO_CONDA,             "conda",             FORWARDED, "Metaflow's environment builds it") \
+	X(DECO_PYPI,              "pypi",              FORWARDED, "Metaflow's environment builds it") \
+	X(DECO_PROJECT,           "project",           HANDLED,   "job name and --branch/--production") \
+	X(DECO_SCHEDULE,          "schedule",          HANDLED,   "a Dagster schedule") \
+	X(DECO_TRIGGER,           "trigger",           HANDLED,   "a Dagster sensor on events") \
+	X(DECO_TRIGGER_ON_FINISH, "trigger_on_finish", HANDLED,   "a Dagster sensor on finished runs") \
+	X(DECO_PARALLEL,          "parallel",          REJECTED,  "it needs gang-scheduled workers") \
+	X(DECO_KUBERNETES,        "kubernetes",        REJECTED,  REMOTE_LAUNCHER) \
+	X(DECO_BATCH,             "batch",             REJECTED,  REMOTE_LAUNCHER) \
+	X(DECO_SLURM,             "slurm",             REJECTED,  REMOTE_LAUNCHER)
+
+typedef enum DecoHandling {
+	HANDLED,
+	FORWARDED,
+	REJECTED,
+} DecoHandling;
+
+typedef enum DecoKind {
+#define X(kind, name, handling, reason) kind,
+	DECORATORS(X)
+#undef X
+	DECO_UNKNOWN,
+} DecoKind;
+
+/* arena.c */
+
+/*
+ * With a catch installed, an allocation that fails longjmps to it instead of returning NULL (Lua's
+ * luaD_throw): passes then never check for NULL, and the compile reports "out of memory".
+ */
+void mfd_arena_catch(MfdArena *a, jmp_buf *onfail);
+void *mfd_alloc(MfdArena *a, size_t size);
+void *mfd_realloc(MfdArena *a, void *p, size_t oldsize, size_t newsize);
+char *mfd_strndup(MfdArena *a, const char *s, size_t len);
+char *mfd_strdup(MfdArena *a, const char *s);
+char *mfd_vprintf(MfdArena *a, const char *fmt, va_list ap);
+char *mfd_printf(MfdArena *a, const char *fmt, ...) MFD_PRINTF(2, 3);
+
+/* strbuf.c */
+
+enum {
+	SB_OK,
+	SB_NOMEM,  /* an allocation failed */
+	SB_TOOBIG, /* the text would exceed SB_MAX_LEN */
+};
+
+#define SB_MAX_LEN ((size_t)256 << 20)
+#define SB_INDENT 4 /* spaces per indentation level */
+
+typedef struct StrBuf {
+	MfdArena *arena; /* where the text grows */
+	char *buf;       /* the text so far, NUL-terminated when cap > 0 */
+	size_t len;      /* bytes in buf, without the NUL */
+	size_t cap;      /* bytes allocated for buf */
+	int indent;      /* indentation level written at the start of each non-empty line */
+	int bol;         /* the next byte starts a line */
+	int err;         /* sticky: SB_OK until an append fails, then every append is a no-op */
+} StrBuf;
+
+void mfd_sb_init(StrBuf *sb, MfdArena *a);
+void mfd_sb_putn(StrBuf *sb, const char *s, size_t n);
+void mfd_sb_puts(StrBuf *sb, const char *s);
+void mfd_sb_printf(StrBuf *sb, const char *fmt, ...) MFD_PRINTF(2, 3);
+void mfd_sb_indent(StrBuf *sb, int delta);
+void mfd_sb_pystr(StrBuf *sb, const char *s, size_t n);
+void mfd_sb_pyvalue(StrBuf *sb, const MfdValue *v);
+const char *mfd_sb_str(StrBuf *sb);
+const char *mfd_quote(MfdArena *a, const char *s, size_t n);
+
+/* diag.c */
+
+typedef struct Diags {
+	MfdArena *arena; /* holds the array and the messages */
+	MfdDiag *v;      /* collected diagnostics, in the order found */
+	size_t n;
+	size_t cap;
+	int nerrors;     /* entries with severity MFD_ERROR */
+} Diags;
+
+void mfd_diags_init(Diags *d, MfdArena *a);
+void mfd_diag(Diags *d, MfdSeverity sev, const char *step, const char *file, int line, const char *fmt, ...)
+	MFD_PRINTF(6, 7);
+
+/* value.c */
+
+#define VALUE_KINDS(X) \
+	X(VAL_NULL,   "null") \
+	X(VAL_BOOL,   "boolean") \
+	X(VAL_INT,    "integer") \
+	X(VAL_FLOAT,  "float") \
+	X(VAL_STRING, "string") \
+	X(VAL_ARRAY,  "array") \
+	X(VAL_OBJECT, "object")
+
+typedef enum ValueKind {
+#define X(kind, name) kind,
+	VALUE_KINDS(X)
+#undef X
+} ValueKind;
+
+typedef struct Member {
+	const char *key; /* NUL-terminated copy; may also contain NUL bytes */
+	size_t keylen;
+	MfdValue *value;
+} Member;
+
+struct MfdValue {
+	ValueKind kind;
+	union {
+		int b;                                              /* VAL_BOOL: 0 or 1 */
+		long long i;                                        /* VAL_INT */
+		double f;                                           /* VAL_FLOAT */
+		struct { const char *s; size_t len; } str;          /* VAL_STRING: NUL-terminated copy */
+		struct { MfdValue **v; size_t n, cap; } arr;        /* VAL_ARRAY */
+		struct { Member *v; size_t n, cap; } obj;           /* VAL_OBJECT: keys in the order given */
+	} u;
+};
+
+const char *mfd_value_kind_name(ValueKind k);
+const MfdValue *mfd_object_get(const MfdValue *obj, const char *key);
+
+/* ir.c */
+
+#define MFD_MAX_DEPTH 64 /* deepest nesting accepted in free-form values (attributes, defaults) */
+
+typedef struct StepRef {
+	const char *name; /* as written in the IR */
+	Step *step;       /* the step it names, set by check */
+} StepRef;
+
+typedef struct StrPair {
+	const char *key;
+	const char *value;
+} StrPair;
+
+typedef struct Decorator {
+	const char *name;
+	const MfdValue *attributes; /* an object */
+	int is_static;              /* statically_defined */
+	const char *spec;           /* --with spec for a non-static step decorator, or NULL */
+	DecoKind kind;              /* set by check */
+} Decorator;
+
+typedef struct SwitchCase {
+	const char *value; /* the condition's value, as a string */
+	StepRef to;
+} SwitchCase;
+
+struct Step {
+	const char *name;
+	StepKind kind;
+	const char *file;
+	int line;
+	StepRef *next;             /* out_funcs, in source order */
+	size_t nnext;
+	StepRef *in;               /* in_funcs, sorted */
+	size_t nin;
+	StepRef *parents;          /* split_parents, outermost first */
+	size_t nparents;
+	StepRef join;              /* matching_join; name NULL when none */
+	const char *foreach_var;   /* or NULL */
+	int parallel;              /* @parallel foreach */
+	int num_parallel;
+	const char *condition;     /* switch condition attribute, or NULL when not a switch */
+	SwitchCase *cases;         /* in source order */
+	size_t ncases;
+	Decorator *decos;          /* in Metaflow's order */
+	size_t ndecos;
+	int user_retries;          /* retries.user */
+	int error_retries;         /* retries.error */
+	int minutes_between;       /* retries.minutes_between */
+	int timeout_seconds;       /* 0: no timeout */
+	StrPair *env;              /* @environment vars */
+	size_t nenv;
+	StrPair *resources;        /* @resources attributes */
+	size_t nresources;
+	int index;                 /* position in Flow.steps */
+	int depth;                 /* foreach levels the step's tasks run in, set by check */
+};
+
+typedef struct Param {
+	const char *name;       /* as the user passes it; may contain '-' */
+	const char *var;        /* attribute on the flow */
+	ParamType type;
+	const MfdValue *dflt;   /* resolved default; VAL_NULL when none */
+	int required;
+	const char *help;
+} Param;
+
+typedef struct Config {
+	const char *name;
+	const char *value; /* JSON text */
+} Config;
+
+typedef struct Project {
+	const char *name;
+	const char *branch;
+	const char *flow_name;
+	int production;
+} Project;
+
+typedef struct Settings {
+	const char *datastore;
+	const char *datastore_root;
+	const char *metadata;
+	const char *environment;
+	const char *event_logger;
+	const char *monitor;
+	const char *python;
+	const char *username;
+	const char **env_allowlist;
+	size_t nenv_allowlist;
+} Settings;
+
+typedef struct Options {
+	const char **tags;
+	size_t ntags;
+	const char *namespace;  /* or NULL */
+	int max_workers;
+	int workflow_timeout;   /* seconds; 0 = none */
+	const char **with;      /* --with decospecs */
+	size_t nwith;
+	const char *branch;     /* or NULL */
+	int production;
+	int emit_step_events;
+} Options;
+
+typedef struct Flow {
+	const char *name;
+	const char *file;
+	const char *file_sha256;
+	const char *job_name;
+	const char *doc;
+	StepRef start;          /* start_step */
+	StepRef end;            /* end_step */
+	Project *project;       /* or NULL */
+	Decorator *decos;
+	size_t ndecos;
+	Step *steps;            /* in the IR's (topological) order */
+	size_t nsteps;
+	Step **byname;          /* steps sorted by name, set by check for mfd_find_step */
+	Param *params;
+	size_t nparams;
+	Config *configs;
+	size_t nconfigs;
+	Settings settings;
+	Options options;
+} Flow;
+
+const char *mfd_step_kind_name(StepKind k);
+int mfd_read_ir(Compile *c);
+
+/* check.c */
+
+DecoKind mfd_deco_lookup(const char *name);
+DecoHandling mfd_deco_handling(DecoKind k);
+Step *mfd_find_step(const Flow *f, const char *name);
+int mfd_check(Compile *c);
+
+/* names.c */
+
+#define NAME_KINDS(X) \
+	X(NAME_OP,       "op_", "")          /* the @op function (and op name) of a step */ \
+	X(NAME_JOB,      "",    "")          /* the @job */ \
+	X(NAME_SCHEDULE, "",    "_schedule") /* the schedule of the job */ \
+	X(NAME_SENSOR,   "",    "_sensor")   /* the event sensor of the job */
+
+typedef enum NameKind {
+#define X(kind, prefix, suffix) kind,
+	NAME_KINDS(X)
+#undef X
+} NameKind;
+
+int mfd_is_identifier(const char *s);
+const char *mfd_name(MfdArena *a, NameKind k, const char *s);
+
+/* lower.c */
+
+int mfd_lower(Compile *c);
+
+/* emit.c */
+
+int mfd_emit(Compile *c);
+
+/* driver.c */
+
+struct Compile {
+	MfdArena *arena;     /* owns everything of this compile, and the result */
+	const MfdValue *ir;  /* the input tree, in the caller's arena */
+	const char *runtime; /* runtime module source, pasted verbatim by emit */
+	Flow *flow;          /* built by mfd_read_ir */
+	Diags diags;
+	StrBuf out;          /* the generated module */
+	jmp_buf oom;         /* where a failed allocation lands */
+};
+
+/* json.c: for mfdc, the C tests and the fuzzer only (needs jansson); not part of the Python extension. */
+
+MfdValue *mfd_json_parse(MfdArena *a, const char *name, const char *text, size_t len, char *err, size_t errsize);
+
+#endif

@@ -1,0 +1,312 @@
+/*
+ * strbuf.c: a growing string with a sticky error flag (SQLite's StrAccum) and an indentation level.
+ *
+ * Appends never fail visibly: the first failure sets err and every later append does nothing, so an emitter
+ * appends freely and checks once, when mfd_sb_str returns NULL. The text is always NUL-terminated. Indentation
+ * is written lazily before the first byte of each non-empty line, so blank lines carry no trailing spaces and
+ * pasted multi-line text follows the current level.
+ *
+ * The Python literal writers print text that Python reads back as the same value, and print the same bytes
+ * for the same value (object keys in the order given, floats in their shortest round-trip form).
+ */
+#include <assert.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+void
+mfd_sb_init(StrBuf *sb, MfdArena *a)
+{
+	memset(sb, 0, sizeof *sb);
+	sb->arena = a;
+	sb->bol = 1;
+}
+
+/* Makes room for n more bytes and the NUL. Returns 0, or -1 with err set (or already set). */
+static int
+reserve(StrBuf *sb, size_t n)
+{
+	size_t need, cap;
+	char *p;
+
+	if (sb->err)
+		return -1;
+	if (n > SB_MAX_LEN - sb->len) {
+		sb->err = SB_TOOBIG;
+		return -1;
+	}
+	need = sb->len + n + 1;
+	if (need <= sb->cap)
+		return 0;
+	for (cap = sb->cap ? sb->cap : 256; cap < need; cap *= 2)
+		;
+	p = mfd_realloc(sb->arena, sb->buf, sb->cap, cap);
+	if (!p) {
+		sb->err = SB_NOMEM;
+		return -1;
+	}
+	sb->buf = p;
+	sb->cap = cap;
+	return 0;
+}
+
+/* Appends n bytes that hold no newline, without indentation. */
+static void
+put_raw(StrBuf *sb, const void *s, size_t n)
+{
+	if (reserve(sb, n))
+		return;
+	memcpy(sb->buf + sb->len, s, n);
+	sb->len += n;
+	sb->buf[sb->len] = '\0';
+}
+
+void
+mfd_sb_putn(StrBuf *sb, const char *s, size_t n)
+{
+	const char *nl;
+	size_t k;
+	int i;
+
+	while (n > 0) {
+		if (sb->bol && *s != '\n')
+			for (i = 0; i < sb->indent; i++)
+				put_raw(sb, "    ", SB_INDENT);
+		nl = memchr(s, '\n', n);
+		k = nl ? (size_t)(nl - s) + 1 : n;
+		put_raw(sb, s, k);
+		sb->bol = nl != NULL;
+		s += k;
+		n -= k;
+	}
+}
+
+void
+mfd_sb_puts(StrBuf *sb, const char *s)
+{
+	mfd_sb_putn(sb, s, strlen(s));
+}
+
+void
+mfd_sb_printf(StrBuf *sb, const char *fmt, ...)
+{
+	char small[256], *p = small;
+	va_list ap;
+	int n;
+
+	if (sb->err)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(small, sizeof small, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		sb->err = SB_NOMEM;
+		return;
+	}
+	if ((size_t)n >= sizeof small) {
+		va_start(ap, fmt);
+		p = mfd_vprintf(sb->arena, fmt, ap);
+		va_end(ap);
+		if (!p) {
+			sb->err = SB_NOMEM;
+			return;
+		}
+	}
+	mfd_sb_putn(sb, p, (size_t)n);
+}
+
+void
+mfd_sb_indent(StrBuf *sb, int delta)
+{
+	assert(sb->indent + delta >= 0);
+	sb->indent += delta;
+}
+
+/* The text so far, or NULL once an append has failed. */
+const char *
+mfd_sb_str(StrBuf *sb)
+{
+	if (reserve(sb, 0))
+		return NULL;
+	sb->buf[sb->len] = '\0';
+	return sb->buf;
+}
+
+/*
+ * Length of the well-formed UTF-8 sequence of two to four bytes at p (no overlong forms, no surrogates,
+ * nothing above U+10FFFF), or 0 when there is none.
+ */
+static size_t
+utf8_len(const unsigned char *p, size_t n)
+{
+	unsigned long c;
+	size_t len, i;
+
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		len = 2, c = p[0] & 0x1f;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		len = 3, c = p[0] & 0x0f;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		len = 4, c = p[0] & 0x07;
+	else
+		return 0;
+	if (n < len)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		c = c << 6 | (p[i] & 0x3f);
+	}
+	if ((len == 3 && c < 0x800) || (len == 4 && (c < 0x10000 || c > 0x10ffff)) || (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	return len;
+}
+
+/*
+ * Appends a double-quoted Python string literal of the n bytes at s. Backslash, quote and control characters
+ * are escaped; well-formed UTF-8 is copied as is; any other byte becomes \xNN, so the output stays valid
+ * UTF-8 source whatever s holds.
+ */
+void
+mfd_sb_pystr(StrBuf *sb, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)s, *end = p + n, *run;
+	char esc[4];
+	size_t k;
+
+	mfd_sb_putn(sb, "\"", 1);
+	while (p < end) {
+		for (run = p; p < end; p += k) {
+			if (*p >= 0x80)
+				k = utf8_len(p, (size_t)(end - p));
+			else
+				k = *p >= 0x20 && *p != 0x7f && *p != '"' && *p != '\\';
+			if (!k)
+				break;
+		}
+		put_raw(sb, run, (size_t)(p - run));
+		if (p == end)
+			break;
+		switch (*p) {
+		case '"':  put_raw(sb, "\\\"", 2); break;
+		case '\\': put_raw(sb, "\\\\", 2); break;
+		case '\n': put_raw(sb, "\\n", 2); break;
+		case '\r': put_raw(sb, "\\r", 2); break;
+		case '\t': put_raw(sb, "\\t", 2); break;
+		default:
+			esc[0] = '\\';
+			esc[1] = 'x';
+			esc[2] = hex[*p >> 4];
+			esc[3] = hex[*p & 15];
+			put_raw(sb, esc, 4);
+		}
+		p++;
+	}
+	put_raw(sb, "\"", 1);
+}
+
+/*
+ * Writes d as a Python float expression into buf (at least 32 bytes): the shortest %g form that reads back as
+ * d, with ".0" added when it would otherwise read as an int; non-finite values as float("...").
+ */
+static void
+format_float(char *buf, size_t size, double d)
+{
+	int prec;
+
+	if (isnan(d)) {
+		snprintf(buf, size, "float(\"nan\")");
+		return;
+	}
+	if (isinf(d)) {
+		snprintf(buf, size, "%sfloat(\"inf\")", d < 0 ? "-" : "");
+		return;
+	}
+	for (prec = 1; prec <= 17; prec++) {
+		snprintf(buf, size, "%.*g", prec, d);
+		if (strtod(buf, NULL) == d)
+			break;
+	}
+	if (!strpbrk(buf, ".e"))
+		strncat(buf, ".0", size - strlen(buf) - 1);
+}
+
+/*
+ * Appends v as a Python literal: None, True, False, int, float, str, list or dict. The reader bounds the depth
+ * of every value it accepts (MFD_MAX_DEPTH), which bounds the recursion here.
+ */
+void
+mfd_sb_pyvalue(StrBuf *sb, const MfdValue *v)
+{
+	char num[32];
+	size_t i;
+
+	switch (v->kind) {
+	case VAL_NULL:
+		mfd_sb_puts(sb, "None");
+		break;
+	case VAL_BOOL:
+		mfd_sb_puts(sb, v->u.b ? "True" : "False");
+		break;
+	case VAL_INT:
+		mfd_sb_printf(sb, "%lld", v->u.i);
+		break;
+	case VAL_FLOAT:
+		format_float(num, sizeof num, v->u.f);
+		mfd_sb_puts(sb, num);
+		break;
+	case VAL_STRING:
+		mfd_sb_pystr(sb, v->u.str.s, v->u.str.len);
+		break;
+	case VAL_ARRAY:
+		mfd_sb_puts(sb, "[");
+		for (i = 0; i < v->u.arr.n; i++) {
+			if (i)
+				mfd_sb_puts(sb, ", ");
+			mfd_sb_pyvalue(sb, v->u.arr.v[i]);
+		}
+		mfd_sb_puts(sb, "]");
+		break;
+	case VAL_OBJECT:
+		mfd_sb_puts(sb, "{");
+		for (i = 0; i < v->u.obj.n; i++) {
+			if (i)
+				mfd_sb_puts(sb, ", ");
+			mfd_sb_pystr(sb, v->u.obj.v[i].key, v->u.obj.v[i].keylen);
+			mfd_sb_puts(sb, ": ");
+			mfd_sb_pyvalue(sb, v->u.obj.v[i].value);
+		}
+		mfd_sb_puts(sb, "}");
+		break;
+	}
+}
+
+/*
+ * s as a Python string literal in a new arena string, for quoting IR text in messages: 'name' when s is
+ * printable ASCII without quote or backslash, else the escaped double-quoted form of mfd_sb_pystr.
+ */
+const char *
+mfd_quote(MfdArena *a, const char *s, size_t n)
+{
+	const char *q;
+	StrBuf sb;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e || s[i] == '\'' || s[i] == '\\')
+			break;
+	mfd_sb_init(&sb, a);
+	if (i == n) {
+		mfd_sb_putn(&sb, "'", 1);
+		mfd_sb_putn(&sb, s, n);
+		mfd_sb_putn(&sb, "'", 1);
+	} else {
+		mfd_sb_pystr(&sb, s, n);
+	}
+	q = mfd_sb_str(&sb);
+	return q ? q : "''";
+}

@@ -1,0 +1,458 @@
+"""Runtime of a generated metaflow-dagster definitions file.
+
+The compiler pastes this module verbatim into every file it writes, after the ``FLOW`` literal, so the file
+needs only ``dagster``, ``metaflow`` and the standard library where it runs. It is also an ordinary module
+(``metaflow_dagster.runtime``) so it can be linted and unit-tested on its own.
+
+Model. Every Metaflow task is run by one Dagster op. Ops pass *tokens* to each other: small dicts that name
+the Metaflow task an op produced::
+
+    {"step": "a", "task": "dagster-1f2e/a/t-3", "idx": [3], "split": None, "dead": False}
+
+``idx`` is the foreach index stack of the task (outermost first) and determines its task id (``t`` at top
+level, ``t-3-1`` two foreach levels deep). ``split`` is set on the tokens a foreach op fans out: the child
+takes it as ``--split-index``. A *dead* token marks a switch case that was not taken inside a foreach body,
+where Dagster cannot skip ops (fan-in is not allowed downstream of a dynamic output): ops handed only dead
+tokens pass a dead token on without running anything. Op inputs may be a token, a list of tokens (a
+collect or a fan-in) or a bundle (the list of tokens a barrier op re-keys); the runtime flattens them and
+keeps the tokens of the step's own predecessors.
+
+Invariants: run ids and task ids are never integers (Metaflow's metadata skips those); the switch choice
+and foreach cardinality are read back from Metaflow's datastore at the latest attempt, never from local
+files; the environment of a task is built from an allowlist, never copied whole.
+"""
+
+import hashlib
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+
+from dagster import (
+    DynamicOutput,
+    Failure,
+    Field,
+    MetadataValue,
+    Output,
+    multiprocess_executor,
+)
+
+RUN_ID_TAG = "metaflow/run_id"
+PARAMS_TASK_ID = "params"
+_KILL_GRACE_SECONDS = 5
+
+
+class StaleDefinitionsError(Exception):
+    """The flow file changed after ``create``; the plan in this file no longer describes it."""
+
+
+def task_id_for(idx, iteration=0):
+    """Task id of the task at foreach index stack ``idx`` (and recursive-switch ``iteration``)."""
+    tid = "t" + "".join("-%d" % i for i in idx)
+    return tid if not iteration else "%s-r%d" % (tid, iteration)
+
+
+def mapping_key(idx):
+    """Dagster mapping key for a foreach index stack: ``3_1``; ``top`` for the empty stack."""
+    return "_".join(str(i) for i in idx) or "top"
+
+
+def flatten_tokens(inputs):
+    """Flatten op inputs (tokens, lists of tokens, bundles, nested lists) into a list of tokens."""
+    out = []
+    stack = [inputs]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            out.append(item)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(reversed(item))
+        elif item is not None:
+            raise TypeError("unexpected op input %r" % (item,))
+    return out
+
+
+def param_env_value(ptype, value):
+    """Render a parameter value as Metaflow's ``init`` reads it from ``METAFLOW_INIT_<NAME>``."""
+    if ptype == "bool":
+        return "true" if value else "false"
+    if ptype == "json" and not isinstance(value, str):
+        return json.dumps(value)
+    return str(value)
+
+
+def _env_allowed(name, allowlist):
+    return any(name == a or (a.endswith("*") and name.startswith(a[:-1])) for a in allowlist)
+
+
+class FlowRuntime:
+    """Runs the Metaflow tasks of one flow for the ops of a generated job.
+
+    ``flow`` is the ``FLOW`` literal of the generated file (see docs/codegen.md). Creating the runtime checks
+    that the flow file still has the sha256 recorded at ``create``; a changed file raises
+    StaleDefinitionsError so Dagster reports the location as broken instead of running edited code under an
+    old plan.
+    """
+
+    def __init__(self, flow, check_stale=True):
+        self.flow = flow
+        self.steps = flow["steps"]
+        if check_stale:
+            self._check_stale()
+
+    # ----- load-time checks and job-level objects -------------------------------------------------------
+
+    def _check_stale(self):
+        path = self.flow["file"]
+        try:
+            with open(path, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+        except OSError as e:
+            raise StaleDefinitionsError(
+                "flow file %s of flow %s cannot be read (%s); regenerate the definitions with "
+                "'python <flow file> dagster create'" % (path, self.flow["name"], e.strerror)
+            ) from None
+        if digest != self.flow["file_sha256"]:
+            raise StaleDefinitionsError(
+                "definitions are stale: %s changed after 'dagster create' (sha256 %s, expected %s). "
+                "Regenerate them with: python %s dagster create <file>"
+                % (path, digest[:12], self.flow["file_sha256"][:12], path)
+            )
+
+    def executor(self):
+        """The executor every generated job uses: one process per op, capped at ``max_workers``."""
+        return multiprocess_executor.configured(
+            {"max_concurrent": self.flow["options"]["max_workers"]},
+            name="metaflow_multiprocess",
+        )
+
+    def param_schema(self):
+        """Dagster config schema of the start op: one launchpad field per Metaflow Parameter."""
+        from dagster import Bool, Float, Int, String
+
+        types = {"str": String, "int": Int, "float": Float, "bool": Bool, "json": String, "file": String}
+        schema = {}
+        for p in self.flow["parameters"]:
+            default = p["default"]
+            if p["type"] == "json" and default is not None and not isinstance(default, str):
+                default = json.dumps(default)
+            kw = {"description": p["help"] or None}
+            if default is not None:
+                kw["default_value"] = default
+            else:
+                kw["is_required"] = bool(p["required"])
+            schema[p["name"]] = Field(types[p["type"]], **kw)
+        return schema
+
+    # ----- ids, commands, environment ----------------------------------------------------------------
+
+    def run_id(self, context):
+        """The Metaflow run id of this Dagster run: the ``metaflow/run_id`` tag, else derived from the run id."""
+        tag = context.run.tags.get(RUN_ID_TAG)
+        return tag or "dagster-" + context.run_id.replace("-", "")[:20]
+
+    def _top_level_args(self):
+        s = self.flow["settings"]
+        args = [
+            "--quiet",
+            "--no-pylint",
+            "--metadata=%s" % s["metadata"],
+            "--environment=%s" % s["environment"],
+            "--datastore=%s" % s["datastore"],
+            "--datastore-root=%s" % s["datastore_root"],
+            "--event-logger=%s" % s["event_logger"],
+            "--monitor=%s" % s["monitor"],
+        ]
+        opts = self.flow["options"]
+        if opts.get("branch"):
+            args.append("--branch=%s" % opts["branch"])
+        if opts.get("production"):
+            args.append("--production")
+        for spec in opts.get("with", []):
+            args.append("--with=%s" % spec)
+        return args
+
+    def _command(self, *tail):
+        return [sys.executable, self.flow["file"]] + self._top_level_args() + list(tail)
+
+    def _env(self, step=None, extra=None):
+        """Environment of a task: allowlisted variables of this worker, Metaflow settings, step vars."""
+        s = self.flow["settings"]
+        env = {k: v for k, v in os.environ.items() if _env_allowed(k, s["env_allowlist"])}
+        env["METAFLOW_USER"] = s["username"]
+        if s["datastore"] == "local":
+            env["METAFLOW_DATASTORE_SYSROOT_LOCAL"] = os.path.dirname(s["datastore_root"])
+        if self.flow["configs"]:
+            env["METAFLOW_FLOW_CONFIG_VALUE"] = json.dumps(
+                {c["name"]: json.loads(c["value"]) for c in self.flow["configs"]}
+            )
+        env["METAFLOW_DAGSTER_DEPLOYED"] = "1"
+        if step is not None:
+            env.update(self.steps[step]["env"])
+        env.update(extra or {})
+        return env
+
+    # ----- running one Metaflow process ------------------------------------------------------------
+
+    def _spawn(self, context, argv, env, timeout, what):
+        """Run ``argv`` (never through a shell), streaming its output into the Dagster log as it comes.
+
+        Kills the whole process group when ``timeout`` seconds (0 = none) pass. Raises Failure on a non-zero
+        exit or a timeout; returns None on success.
+        """
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=os.path.dirname(self.flow["file"]) or None,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ, ("stdout", context.log.info))
+        sel.register(proc.stderr, selectors.EVENT_READ, ("stderr", context.log.error))
+        deadline = time.monotonic() + timeout if timeout else None
+        tail = []
+        pending = {"stdout": b"", "stderr": b""}
+        open_streams = 2
+        timed_out = False
+        while open_streams:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            events = sel.select(wait)
+            if not events and deadline is not None and time.monotonic() >= deadline:
+                timed_out = True
+                self._kill(proc)
+                break
+            for key, _ in events:
+                name, log = key.data
+                chunk = os.read(key.fileobj.fileno(), 65536)
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                    open_streams -= 1
+                    lines = [pending[name]] if pending[name] else []
+                else:
+                    data = pending[name] + chunk
+                    *lines, pending[name] = data.split(b"\n")
+                for raw in lines:
+                    line = raw.decode("utf-8", "replace").rstrip()
+                    if line:
+                        log(line)
+                        print(line, file=sys.stdout if name == "stdout" else sys.stderr, flush=True)
+                        if name == "stderr":
+                            tail = (tail + [line])[-40:]
+        sel.close()
+        rc = proc.wait()
+        if timed_out:
+            raise Failure(
+                description="%s timed out after %d seconds and was killed" % (what, timeout),
+                metadata={"timeout_seconds": timeout},
+            )
+        if rc != 0:
+            raise Failure(
+                description="%s failed with exit code %d" % (what, rc),
+                metadata={"stderr": MetadataValue.text("\n".join(tail))},
+            )
+
+    @staticmethod
+    def _kill(proc):
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                proc.wait(_KILL_GRACE_SECONDS)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    # ----- datastore read-back ------------------------------------------------------------------------
+
+    def _flow_datastore(self):
+        from metaflow.datastore import FlowDataStore
+        from metaflow.plugins import DATASTORES
+
+        s = self.flow["settings"]
+        impl = next(d for d in DATASTORES if d.TYPE == s["datastore"])
+        if s["datastore"] == "local":
+            os.environ.setdefault("METAFLOW_DATASTORE_SYSROOT_LOCAL", os.path.dirname(s["datastore_root"]))
+        return FlowDataStore(self.flow["name"], storage_impl=impl, ds_root=s["datastore_root"])
+
+    def _task_datastore(self, pathspec):
+        run_id, step, task_id = pathspec.split("/")
+        return self._flow_datastore().get_task_datastore(run_id, step, task_id, attempt=None, mode="r")
+
+    def _metadata(self, pathspec, ds):
+        names = sorted(k for k, _ in ds.items() if not k.startswith("_"))
+        snippet = "from metaflow import Task\ntask = Task(%r)\n%s" % (
+            "%s/%s" % (self.flow["name"], pathspec),
+            "\n".join("task.data.%s" % n for n in names) or "task.data",
+        )
+        return {
+            "metaflow_pathspec": MetadataValue.text("%s/%s" % (self.flow["name"], pathspec)),
+            "artifacts": MetadataValue.text(", ".join(names)),
+            "retrieve": MetadataValue.md("```python\n%s\n```" % snippet),
+        }
+
+    # ----- one task ---------------------------------------------------------------------------------
+
+    def _parents(self, step, inputs):
+        wanted = set(self.steps[step]["in"])
+        return [t for t in flatten_tokens(inputs) if t["step"] in wanted]
+
+    def _init_params(self, context, run_id):
+        """Run Metaflow's ``init`` once per run: it records the Parameters as the ``_parameters`` task."""
+        pathspec = "%s/_parameters/%s" % (run_id, PARAMS_TASK_ID)
+        try:
+            self._task_datastore(pathspec)
+            return pathspec
+        except Exception:
+            pass
+        cfg = context.op_config or {}
+        extra = {}
+        for p in self.flow["parameters"]:
+            if cfg.get(p["name"]) is not None:
+                env_name = "METAFLOW_INIT_" + p["name"].upper().replace("-", "_")
+                extra[env_name] = param_env_value(p["type"], cfg[p["name"]])
+        argv = self._command("init", "--run-id", run_id, "--task-id", PARAMS_TASK_ID)
+        for tag in self.flow["options"]["tags"]:
+            argv += ["--tag", tag]
+        self._spawn(context, argv, self._env(extra=extra), 0, "Metaflow init of run %s" % run_id)
+        return pathspec
+
+    def _run_task(self, context, step, parents, iteration=0, prev=None):
+        """Run Metaflow task ``step`` for ``parents`` (live tokens). Returns (token, datastore, metadata)."""
+        from metaflow.util import compress_list
+
+        spec = self.steps[step]
+        run_id = self.run_id(context)
+        split = None
+        if prev is not None:
+            idx, input_paths = prev["idx"], [prev["task"]]
+        elif step == self.flow["start_step"]:
+            idx, input_paths = [], [self._init_params(context, run_id)]
+        else:
+            idx = list(parents[0]["idx"])
+            if spec["foreach_join"]:
+                idx = idx[:-1]
+            ordered = sorted(parents, key=lambda t: (t["idx"], t["step"]))
+            input_paths = list(dict.fromkeys(t["task"] for t in ordered))
+            split = parents[0].get("split")
+        task_id = task_id_for(idx, iteration)
+        argv = self._command(
+            "step", step,
+            "--run-id", run_id,
+            "--task-id", task_id,
+            "--retry-count", str(context.retry_number),
+            "--max-user-code-retries", str(spec["user_retries"]),
+            "--input-paths", compress_list(input_paths),
+        )
+        if split is not None:
+            argv += ["--split-index", str(split)]
+        for tag in self.flow["options"]["tags"]:
+            argv += ["--tag", tag]
+        pathspec = "%s/%s/%s" % (run_id, step, task_id)
+        what = "Metaflow step '%s' (task %s, attempt %d)" % (step, pathspec, context.retry_number)
+        context.log.info("running %s" % what)
+        self._spawn(context, argv, self._env(step), spec["timeout"], what)
+        ds = self._task_datastore(pathspec)
+        token = {"step": step, "task": pathspec, "idx": idx, "split": None, "dead": False}
+        return token, ds, self._metadata(pathspec, ds)
+
+    def _dead(self, step, parents):
+        idx = list(parents[0]["idx"]) if parents else []
+        if parents and self.steps[step]["foreach_join"]:
+            idx = idx[:-1]
+        return {"step": step, "task": None, "idx": idx, "split": None, "dead": True}
+
+    # ----- what the generated ops call ---------------------------------------------------------------
+
+    def run(self, context, step, inputs):
+        """Op body of a linear, join, split or end step. Returns the op's Output."""
+        parents = self._parents(step, inputs)
+        live = [t for t in parents if not t["dead"]]
+        if parents and not live:
+            context.log.info("step '%s': switch case not taken in this foreach item; nothing to run" % step)
+            return Output(self._dead(step, parents))
+        token, _, md = self._run_task(context, step, live)
+        return Output(token, metadata=md)
+
+    def fan_out(self, context, step, inputs):
+        """Op body of a top-level foreach step: run it, then yield one DynamicOutput per split."""
+        token, ds, md = self._run_task(context, step, self._parents(step, inputs))
+        n = ds["_foreach_num_splits"]
+        for i in range(n):
+            child = dict(token, idx=token["idx"] + [i], split=i)
+            yield DynamicOutput(
+                child, mapping_key=mapping_key(child["idx"]), metadata=dict(md, splits=n) if i == 0 else None
+            )
+
+    def foreach(self, context, step, inputs):
+        """Op body of a foreach step inside a foreach body: run it; a barrier op fans out its splits later."""
+        parents = self._parents(step, inputs)
+        live = [t for t in parents if not t["dead"]]
+        if parents and not live:
+            return Output(dict(self._dead(step, parents), splits=0))
+        token, ds, md = self._run_task(context, step, live)
+        n = ds["_foreach_num_splits"]
+        return Output(dict(token, splits=n), metadata=dict(md, splits=n))
+
+    def switch(self, context, step, inputs, targets, optional):
+        """Op body of a split-switch step: yield an Output named after the chosen target step.
+
+        A recursive switch (a case naming the step itself) runs the step again, as a new task, until the
+        condition picks another case. With ``optional`` (top level) only the chosen output is yielded and
+        Dagster skips the other branches; inside a foreach body every output is yielded and the ones not
+        chosen carry a dead token.
+        """
+        parents = self._parents(step, inputs)
+        live = [t for t in parents if not t["dead"]]
+        if parents and not live:
+            dead = self._dead(step, parents)
+            for target in targets:
+                yield Output(dead, target)
+            return
+        token, ds, md = self._run_task(context, step, live)
+        iteration = 0
+        chosen = ds["_transition"][0][0]
+        while chosen == step:
+            iteration += 1
+            token, ds, md = self._run_task(context, step, live, iteration=iteration, prev=token)
+            chosen = ds["_transition"][0][0]
+        context.log.info("step '%s' chose '%s'" % (step, chosen))
+        for target in targets:
+            if target == chosen:
+                yield Output(token, target, metadata=dict(md, chosen=chosen))
+            elif not optional:
+                yield Output(self._dead(step, [token]), target)
+
+    def expand(self, context, step, inputs):
+        """Barrier op entering a nested foreach: fan out the splits of every ``step`` token collected.
+
+        A dead foreach token still yields one dead token, so every enclosing item keeps a representative
+        and the matching ``regroup`` can hand its join a dead token.
+        """
+        for t in sorted((t for t in flatten_tokens(inputs) if t["step"] == step), key=lambda t: t["idx"]):
+            if t["dead"]:
+                yield DynamicOutput(dict(t, idx=t["idx"] + [0]), mapping_key=mapping_key(t["idx"] + [0]))
+                continue
+            for i in range(t["splits"]):
+                child = dict(t, idx=t["idx"] + [i], split=i)
+                child.pop("splits", None)
+                yield DynamicOutput(child, mapping_key=mapping_key(child["idx"]))
+
+    def regroup(self, context, depth, inputs):
+        """Barrier op leaving a nested foreach: re-key every collected token by its first ``depth`` indices.
+
+        Yields one bundle (list of tokens) per foreach item at ``depth``; the ops after the barrier pick
+        their predecessors out of it.
+        """
+        groups = {}
+        for t in flatten_tokens(inputs):
+            groups.setdefault(tuple(t["idx"][:depth]), []).append(t)
+        for key in sorted(groups):
+            yield DynamicOutput(groups[key], mapping_key=mapping_key(list(key)))

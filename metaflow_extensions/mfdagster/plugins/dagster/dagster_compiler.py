@@ -1,0 +1,222 @@
+"""Builds the flow IR (docs/ir.md) from Metaflow's processed graph and hands it to the C core.
+
+This module holds no graph logic of its own: every field is read from Metaflow objects after the CLI has
+applied config mutators, `--with` decorators and deploy-time values. The C core (`metaflow_dagster._core`)
+checks the IR, lowers it and emits the definitions file; this module then parses the text with `ast.parse`
+and writes it atomically.
+"""
+
+import ast
+import hashlib
+import json
+import os
+import re
+import sys
+import tempfile
+
+from metaflow import current
+from metaflow.exception import MetaflowException
+from metaflow.includefile import FilePathClass
+from metaflow.parameters import JSONTypeClass, deploy_time_eval
+
+IR_VERSION = 1
+
+# Environment variables forwarded to tasks at run time, read from the worker's own environment.
+# Values are never written into the generated file. A trailing `*` is a prefix match.
+ENV_ALLOWLIST = [
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV",
+    "METAFLOW_*", "AWS_*", "DAGSTER_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
+]
+
+
+class DagsterException(MetaflowException):
+    headline = "Dagster error"
+
+
+def _jsonable(value):
+    """Decorator attributes as JSON: containers recursively, anything else non-JSON as its str()."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    return str(value)
+
+
+def _decorator(deco, flow_level=False):
+    static = bool(getattr(deco, "statically_defined", True))
+    spec = None
+    if not flow_level and not static and getattr(deco, "inserted_by", None) is None:
+        spec = deco.make_decorator_spec()
+    return {"name": deco.name, "attributes": _jsonable(deco.attributes), "static": static, "spec": spec}
+
+
+def _param_type(param):
+    t = param.kwargs.get("type")
+    if isinstance(t, JSONTypeClass):
+        return "json"
+    if isinstance(t, FilePathClass):
+        return "file"
+    return {str: "str", int: "int", float: "float", bool: "bool"}.get(t, "str")
+
+
+def _step(node, graph):
+    from metaflow.plugins.timeout_decorator import TimeoutDecorator
+
+    user, error, minutes = 0, 0, 2
+    timeout, env, resources = 0, {}, {}
+    for deco in node.decorators:
+        u, e = deco.step_task_retry_count()
+        user, error = max(user, u), max(error, e)
+        if deco.name == "retry":
+            minutes = int(deco.attributes.get("minutes_between_retries", minutes))
+        if isinstance(deco, TimeoutDecorator):
+            timeout = int(deco.secs)
+        if deco.name == "environment":
+            env = {str(k): str(v) for k, v in (deco.attributes.get("vars") or {}).items()}
+        if deco.name == "resources":
+            resources = {k: str(v) for k, v in deco.attributes.items() if v is not None}
+    switch = None
+    if node.type == "split-switch":
+        switch = {"condition": node.condition, "cases": [[str(k), v] for k, v in node.switch_cases.items()]}
+    return {
+        "name": node.name,
+        "type": node.type,
+        "file": os.path.abspath(node.source_file) if node.source_file else "",
+        "line": int(node.func_lineno or 0),
+        "next": list(node.out_funcs),
+        "in_funcs": sorted(node.in_funcs),
+        "split_parents": list(node.split_parents),
+        "matching_join": node.matching_join,
+        "foreach_var": node.foreach_param,
+        "parallel": bool(node.parallel_foreach),
+        "num_parallel": int(node.num_parallel or 0),
+        "switch": switch,
+        "decorators": [_decorator(d) for d in node.decorators],
+        "retries": {"user": user, "error": error, "minutes_between": minutes},
+        "timeout_seconds": timeout,
+        "env": env,
+        "resources": resources,
+    }
+
+
+def _job_name(flow_name):
+    name = current.get("project_flow_name") or flow_name
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+def build_ir(obj, tags=(), namespace=None, max_workers=16, workflow_timeout=0, emit_step_events=False):
+    """The IR of the processed flow in `obj` (the Metaflow CLI state) as a JSON-ready dict."""
+    from metaflow.flowspec import FlowStateItems
+    from metaflow.util import get_username
+
+    flow, graph = obj.flow, obj.graph
+    flow_file = os.path.abspath(sys.argv[0])
+    with open(flow_file, "rb") as f:
+        sha = hashlib.sha256(f.read()).hexdigest()
+    project = None
+    if current.get("project_name"):
+        project = {
+            "name": current.project_name,
+            "branch": current.branch_name,
+            "flow_name": current.project_flow_name,
+            "production": bool(current.is_production),
+        }
+    params, configs = [], []
+    config_values = flow._flow_state[FlowStateItems.CONFIGS]
+    for var, param in flow._get_parameters():
+        if param.IS_CONFIG_PARAMETER:
+            value = config_values.get(param.name, (None, False))[0]
+            configs.append({"name": param.name, "value": json.dumps(_jsonable(value), sort_keys=True)})
+            continue
+        default = deploy_time_eval(param.kwargs.get("default"))
+        params.append({
+            "name": param.name,
+            "var": var,
+            "type": _param_type(param),
+            "default": _jsonable(default),
+            "required": bool(param.kwargs.get("required", False)),
+            "help": param.kwargs.get("help") or "",
+        })
+    flow_decos = [_decorator(d, flow_level=True) for decos in flow._flow_decorators.values() for d in decos]
+    opts = {}
+    for decos in flow._flow_decorators.values():
+        for d in decos:
+            opts.update(dict(d.get_top_level_options()))
+    ds = obj.flow_datastore
+    return {
+        "ir_version": IR_VERSION,
+        "flow": {
+            "name": flow.name,
+            "file": flow_file,
+            "file_sha256": sha,
+            "job_name": _job_name(flow.name),
+            "start_step": graph.start_step,
+            "end_step": graph.end_step,
+            "doc": graph.doc or "",
+            "project": project,
+            "decorators": flow_decos,
+        },
+        "steps": [_step(graph[name], graph) for name in graph.sorted_nodes],
+        "parameters": params,
+        "configs": configs,
+        "settings": {
+            "datastore": ds.TYPE,
+            "datastore_root": os.path.abspath(ds.datastore_root),
+            "metadata": obj.metadata.TYPE,
+            "environment": obj.environment.TYPE,
+            "event_logger": obj.event_logger.TYPE,
+            "monitor": obj.monitor.TYPE,
+            "python": sys.executable,
+            "username": get_username(),
+            "env_allowlist": ENV_ALLOWLIST,
+        },
+        "options": {
+            "tags": list(tags),
+            "namespace": namespace,
+            "max_workers": int(max_workers),
+            "workflow_timeout": int(workflow_timeout),
+            "with": list(obj.tl_decospecs),
+            "branch": opts.get("branch"),
+            "production": bool(opts.get("production", False)),
+            "emit_step_events": bool(emit_step_events),
+        },
+    }
+
+
+def compile_ir(ir):
+    """Compile `ir` with the C core and return the definitions source, checked with `ast.parse`."""
+    from metaflow_dagster import _core, runtime
+
+    with open(runtime.__file__, encoding="utf-8") as f:
+        runtime_src = f.read()
+    try:
+        text = _core.compile(ir, runtime_src)
+    except _core.CompileError as e:
+        raise DagsterException("cannot compile flow *%s* for Dagster:\n%s" % (ir["flow"]["name"], e)) from None
+    try:
+        ast.parse(text)
+    except SyntaxError as e:
+        raise DagsterException(
+            "internal error: the generated definitions for *%s* do not parse (line %s: %s)"
+            % (ir["flow"]["name"], e.lineno, e.msg)
+        ) from None
+    return text
+
+
+def write_atomic(path, text):
+    """Write `text` to `path` so readers see the old file or the whole new one, never a part."""
+    path = os.path.abspath(path)
+    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,864 @@
+/*
+ * unit.c: unit tests of the core, file by file: arena, strbuf (Python literals included), value, json, diag,
+ * names, the IR reader's errors, the checks, the foreach depths, and the compile as a whole.
+ *
+ * Test IRs are built with the value constructors from a table of steps (StepSpec), then patched at a dotted
+ * path with set and del, so each test states only what it changes. Diagnostics are compared as the text
+ * mfd_diag_format gives, one per line.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "test.h"
+
+static MfdArena *A; /* every tree the tests build; freed at exit */
+
+/* Builders */
+
+typedef struct StepSpec {
+	const char *name;
+	const char *type;
+	const char *next;        /* space-separated step names */
+	const char *in;          /* in_funcs, space-separated */
+	const char *parents;     /* split_parents, space-separated */
+	const char *join;        /* matching_join, or NULL */
+	const char *foreach_var; /* or NULL */
+	const char *cases;       /* switch cases as "value:step ...", or NULL when not a switch */
+} StepSpec;
+
+static MfdValue *
+S(const char *s)
+{
+	return mfd_string(A, s, strlen(s));
+}
+
+static MfdValue *
+J(const char *json)
+{
+	char err[256];
+	MfdValue *v = mfd_json_parse(A, "test", json, strlen(json), err, sizeof err);
+
+	if (!v)
+		fprintf(stderr, "%s\n", err);
+	return v;
+}
+
+static void
+put(MfdValue *obj, const char *key, MfdValue *v)
+{
+	mfd_object_put(A, obj, key, strlen(key), v);
+}
+
+/* An array of the space-separated words of list; "value:step" words become [value, step] pairs when pairs. */
+static MfdValue *
+words(const char *list, int pairs)
+{
+	MfdValue *arr = mfd_array(A), *pair;
+	const char *p = list, *end, *colon;
+
+	while (*p) {
+		end = p + strcspn(p, " ");
+		colon = memchr(p, ':', (size_t)(end - p));
+		if (pairs && colon) {
+			pair = mfd_array(A);
+			mfd_array_push(A, pair, mfd_string(A, p, (size_t)(colon - p)));
+			mfd_array_push(A, pair, mfd_string(A, colon + 1, (size_t)(end - colon - 1)));
+			mfd_array_push(A, arr, pair);
+		} else {
+			mfd_array_push(A, arr, mfd_string(A, p, (size_t)(end - p)));
+		}
+		p = *end ? end + 1 : end;
+	}
+	return arr;
+}
+
+static MfdValue *
+opt(const char *s)
+{
+	return s ? S(s) : mfd_null(A);
+}
+
+/* A valid IR with the n steps of spec, in that order; the first is start_step and the last end_step. */
+static MfdValue *
+build(const StepSpec *spec, size_t n)
+{
+	MfdValue *ir = mfd_object(A), *flow, *steps = mfd_array(A), *st, *sw;
+	size_t i;
+
+	flow = J("{\"name\": \"TFlow\", \"file\": \"/src/t.py\", \"file_sha256\": \"00\", \"job_name\": \"TFlow\","
+		" \"doc\": \"\", \"project\": null, \"decorators\": []}");
+	put(flow, "start_step", S(spec[0].name));
+	put(flow, "end_step", S(spec[n - 1].name));
+	for (i = 0; i < n; i++) {
+		st = mfd_object(A);
+		put(st, "name", S(spec[i].name));
+		put(st, "type", S(spec[i].type));
+		put(st, "file", S("/src/t.py"));
+		put(st, "line", mfd_int(A, 10 + (long long)i));
+		put(st, "next", words(spec[i].next, 0));
+		put(st, "in_funcs", words(spec[i].in, 0));
+		put(st, "split_parents", words(spec[i].parents, 0));
+		put(st, "matching_join", opt(spec[i].join));
+		put(st, "foreach_var", opt(spec[i].foreach_var));
+		put(st, "parallel", mfd_bool(A, 0));
+		put(st, "num_parallel", mfd_int(A, 0));
+		sw = mfd_null(A);
+		if (spec[i].cases) {
+			sw = mfd_object(A);
+			put(sw, "condition", S("choice"));
+			put(sw, "cases", words(spec[i].cases, 1));
+		}
+		put(st, "switch", sw);
+		put(st, "decorators", mfd_array(A));
+		put(st, "retries", J("{\"user\": 0, \"error\": 0, \"minutes_between\": 2}"));
+		put(st, "timeout_seconds", mfd_int(A, 0));
+		put(st, "env", mfd_object(A));
+		put(st, "resources", mfd_object(A));
+		mfd_array_push(A, steps, st);
+	}
+	put(ir, "ir_version", mfd_int(A, 1));
+	put(ir, "flow", flow);
+	put(ir, "steps", steps);
+	put(ir, "parameters", J("[{\"name\": \"alpha\", \"var\": \"alpha\", \"type\": \"float\", \"default\": 0.5,"
+		" \"required\": false, \"help\": \"\"}]"));
+	put(ir, "configs", J("[]"));
+	put(ir, "settings", J("{\"datastore\": \"local\", \"datastore_root\": \"/src/.metaflow\", \"metadata\": \"local\","
+		" \"environment\": \"local\", \"event_logger\": \"nullSidecarLogger\", \"monitor\": \"nullSidecarMonitor\","
+		" \"python\": \"/usr/bin/python3\", \"username\": \"alice\", \"env_allowlist\": [\"PATH\"]}"));
+	put(ir, "options", J("{\"tags\": [], \"namespace\": null, \"max_workers\": 16, \"workflow_timeout\": 0,"
+		" \"with\": [], \"branch\": null, \"production\": false, \"emit_step_events\": false}"));
+	return ir;
+}
+
+#define BUILD(spec) build(spec, MFD_COUNT(spec))
+
+static const StepSpec linear[] = {
+	{"start", "start", "a", "", "", NULL, NULL, NULL},
+	{"a", "linear", "end", "start", "", NULL, NULL, NULL},
+	{"end", "end", "", "a", "", NULL, NULL, NULL},
+};
+
+/*
+ * The slot holding the value at path ("steps.1.next": members by name, elements by index) in *root, or NULL.
+ * When add is set, a missing last member is added first.
+ */
+static MfdValue **
+slot(MfdValue **root, const char *path, int add)
+{
+	MfdValue **v = root;
+	char seg[64];
+	size_t n, i;
+
+	while (*path) {
+		n = strcspn(path, ".");
+		memcpy(seg, path, n);
+		seg[n] = '\0';
+		path += n + (path[n] == '.');
+		if ((*v)->kind == VAL_ARRAY) {
+			i = strtoul(seg, NULL, 10);
+			if (i >= (*v)->u.arr.n)
+				return NULL;
+			v = &(*v)->u.arr.v[i];
+		} else if ((*v)->kind == VAL_OBJECT) {
+			for (i = 0; i < (*v)->u.obj.n && strcmp((*v)->u.obj.v[i].key, seg) != 0; i++)
+				;
+			if (i == (*v)->u.obj.n && !(add && !*path))
+				return NULL;
+			if (i == (*v)->u.obj.n)
+				put(*v, seg, mfd_null(A));
+			v = &(*v)->u.obj.v[i].value;
+		} else {
+			return NULL;
+		}
+	}
+	return v;
+}
+
+static void
+set(MfdValue *root, const char *path, MfdValue *value)
+{
+	MfdValue **v = slot(&root, path, 1);
+
+	ASSERT(v != NULL);
+	if (v)
+		*v = value;
+}
+
+static void
+del(MfdValue *root, const char *path)
+{
+	const char *dot = strrchr(path, '.');
+	char parent[128] = "";
+	MfdValue **obj = &root;
+	size_t i;
+
+	if (dot) {
+		memcpy(parent, path, (size_t)(dot - path));
+		parent[dot - path] = '\0';
+		obj = slot(&root, parent, 0);
+	}
+	ASSERT(obj && (*obj)->kind == VAL_OBJECT);
+	for (i = 0; i < (*obj)->u.obj.n; i++)
+		if (strcmp((*obj)->u.obj.v[i].key, dot ? dot + 1 : path) == 0) {
+			memmove(&(*obj)->u.obj.v[i], &(*obj)->u.obj.v[i + 1], ((*obj)->u.obj.n - i - 1) * sizeof(Member));
+			(*obj)->u.obj.n--;
+			return;
+		}
+	ASSERT(!"no such member");
+}
+
+/* Compiles ir and returns its diagnostics, formatted one per line, or "" when there are none. */
+static const char *
+diags(const MfdValue *ir)
+{
+	MfdResult r;
+	StrBuf sb;
+	char line[1024];
+	size_t i;
+
+	mfd_compile(ir, "", &r);
+	mfd_sb_init(&sb, A);
+	for (i = 0; i < r.ndiags; i++) {
+		mfd_diag_format(&r.diags[i], line, sizeof line);
+		mfd_sb_printf(&sb, "%s%s", i ? "\n" : "", line);
+	}
+	ASSERT((r.nerrors == 0) == (r.text != NULL));
+	mfd_result_free(&r);
+	return mfd_sb_str(&sb);
+}
+
+/* Reads and checks ir with the passes themselves, as the driver would, for tests that look at the Flow. */
+static Flow *
+checked(const MfdValue *ir, Compile *c)
+{
+	memset(c, 0, sizeof *c);
+	c->arena = A;
+	c->ir = ir;
+	c->runtime = "";
+	mfd_diags_init(&c->diags, A);
+	mfd_sb_init(&c->out, A);
+	if (mfd_read_ir(c) || mfd_check(c))
+		return NULL;
+	return c->flow;
+}
+
+/* arena.c */
+
+static void
+test_arena(void)
+{
+	MfdArena *a = mfd_arena_new();
+	char *p, *q, *big;
+
+	ASSERT(a != NULL);
+	p = mfd_alloc(a, 3);
+	ASSERT(p && (uintptr_t)p % _Alignof(max_align_t) == 0 && p[0] == 0 && p[2] == 0);
+	q = mfd_realloc(a, p, 3, 100);
+	ASSERT(q == p && q[99] == 0);
+	strcpy(q, "kept");
+	big = mfd_realloc(a, q, 100, (size_t)1 << 20);
+	ASSERT(big && big != q && strcmp(big, "kept") == 0 && big[((size_t)1 << 20) - 1] == 0);
+	p = mfd_alloc(a, 16);
+	ASSERT(p && p != big && p[15] == 0);
+	ASSERT(mfd_alloc(a, 0) != mfd_alloc(a, 0));
+	ASSERT_STREQ(mfd_strndup(a, "abcdef", 3), "abc");
+	ASSERT_STREQ(mfd_printf(a, "%s-%d", "x", 42), "x-42");
+	ASSERT(mfd_alloc(a, SIZE_MAX) == NULL);
+	mfd_arena_free(a);
+	mfd_arena_free(NULL);
+}
+
+static void
+test_arena_catch(void)
+{
+	MfdArena *a = mfd_arena_new();
+	volatile int caught = 0;
+	jmp_buf jb;
+
+	mfd_arena_catch(a, &jb);
+	if (setjmp(jb) == 0)
+		mfd_alloc(a, SIZE_MAX - 1);
+	else
+		caught = 1;
+	ASSERT(caught);
+	mfd_arena_free(a);
+}
+
+/* strbuf.c */
+
+static void
+test_strbuf_indent(void)
+{
+	StrBuf sb;
+	char wide[301];
+
+	mfd_sb_init(&sb, A);
+	mfd_sb_puts(&sb, "def f():\n");
+	mfd_sb_indent(&sb, 1);
+	mfd_sb_puts(&sb, "x = 1\n\nif x:\n");
+	mfd_sb_indent(&sb, 1);
+	mfd_sb_printf(&sb, "return %d\n", 2);
+	mfd_sb_indent(&sb, -2);
+	mfd_sb_puts(&sb, "y = 2\n");
+	ASSERT_STREQ(mfd_sb_str(&sb), "def f():\n    x = 1\n\n    if x:\n        return 2\ny = 2\n");
+
+	memset(wide, 'w', 300);
+	wide[300] = '\0';
+	mfd_sb_init(&sb, A);
+	mfd_sb_indent(&sb, 1);
+	mfd_sb_printf(&sb, "%s|", wide);
+	ASSERT(sb.len == 305 && sb.buf[4] == 'w' && sb.buf[304] == '|' && sb.buf[305] == '\0');
+}
+
+static void
+test_strbuf_sticky(void)
+{
+	StrBuf sb;
+
+	mfd_sb_init(&sb, A);
+	ASSERT_STREQ(mfd_sb_str(&sb), "");
+	mfd_sb_puts(&sb, "ok");
+	sb.err = SB_NOMEM;
+	mfd_sb_puts(&sb, "more");
+	mfd_sb_printf(&sb, "%d", 1);
+	ASSERT(sb.len == 2 && mfd_sb_str(&sb) == NULL);
+
+	mfd_sb_init(&sb, A);
+	sb.len = SB_MAX_LEN;
+	mfd_sb_puts(&sb, "x");
+	ASSERT(sb.err == SB_TOOBIG && mfd_sb_str(&sb) == NULL);
+}
+
+static void
+test_pystr(void)
+{
+	static const struct {
+		const char *in;
+		size_t n;
+		const char *want;
+	} cases[] = {
+		{"plain", 5, "\"plain\""},
+		{"", 0, "\"\""},
+		{"a\"b\\c'", 6, "\"a\\\"b\\\\c'\""},
+		{"l1\nl2\r\t", 7, "\"l1\\nl2\\r\\t\""},
+		{"\x01\x1f\x7f", 3, "\"\\x01\\x1f\\x7f\""},
+		{"nul\0x", 5, "\"nul\\x00x\""},
+		{"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14, "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\""},
+		{"\xff\xc3", 2, "\"\\xff\\xc3\""},
+		{"\xed\xa0\x80", 3, "\"\\xed\\xa0\\x80\""},
+		{"\xc0\xaf", 2, "\"\\xc0\\xaf\""},
+		{"\xf4\x90\x80\x80", 4, "\"\\xf4\\x90\\x80\\x80\""},
+	};
+	StrBuf sb;
+	size_t i;
+
+	for (i = 0; i < MFD_COUNT(cases); i++) {
+		mfd_sb_init(&sb, A);
+		mfd_sb_pystr(&sb, cases[i].in, cases[i].n);
+		ASSERT_STREQ(mfd_sb_str(&sb), cases[i].want);
+	}
+	ASSERT_STREQ(mfd_quote(A, "step_1", 6), "'step_1'");
+	ASSERT_STREQ(mfd_quote(A, "it's", 4), "\"it's\"");
+	ASSERT_STREQ(mfd_quote(A, "a\nb", 3), "\"a\\nb\"");
+}
+
+static void
+test_pyvalue(void)
+{
+	static const struct {
+		double d;
+		const char *want;
+	} floats[] = {
+		{0.1, "0.1"}, {1.0, "1.0"}, {-2.5, "-2.5"}, {1e16, "1e+16"}, {1.5e-7, "1.5e-07"}, {-0.0, "-0.0"},
+		{123456789.0, "123456789.0"}, {0.1 + 0.2, "0.30000000000000004"}, {1e300, "1e+300"},
+	};
+	StrBuf sb;
+	size_t i;
+
+	mfd_sb_init(&sb, A);
+	mfd_sb_pyvalue(&sb, J("{\"b\": [1, -2, 9223372036854775807, true, false, null], \"a\": {\"k\": \"v\\n\"},"
+		" \"\": [], \"o\": {}}"));
+	ASSERT_STREQ(mfd_sb_str(&sb),
+		"{\"b\": [1, -2, 9223372036854775807, True, False, None], \"a\": {\"k\": \"v\\n\"}, \"\": [], \"o\": {}}");
+	for (i = 0; i < MFD_COUNT(floats); i++) {
+		mfd_sb_init(&sb, A);
+		mfd_sb_pyvalue(&sb, mfd_float(A, floats[i].d));
+		ASSERT_STREQ(mfd_sb_str(&sb), floats[i].want);
+	}
+	mfd_sb_init(&sb, A);
+	mfd_sb_pyvalue(&sb, mfd_float(A, NAN));
+	mfd_sb_pyvalue(&sb, mfd_float(A, INFINITY));
+	mfd_sb_pyvalue(&sb, mfd_float(A, -INFINITY));
+	ASSERT_STREQ(mfd_sb_str(&sb), "float(\"nan\")float(\"inf\")-float(\"inf\")");
+}
+
+/* value.c and json.c */
+
+static void
+test_value(void)
+{
+	MfdValue *o = mfd_object(A), *arr = mfd_array(A), *s;
+	long long i;
+
+	ASSERT(mfd_object_put(A, o, "k", 1, mfd_int(A, 1)) == 0);
+	ASSERT(mfd_object_put(A, o, "k", 1, mfd_int(A, 2)) == 0);
+	ASSERT(o->u.obj.n == 2 && mfd_object_get(o, "k")->u.i == 1);
+	ASSERT(mfd_object_get(o, "missing") == NULL);
+	ASSERT(mfd_array_push(A, o, mfd_null(A)) == -1);
+	ASSERT(mfd_object_put(A, arr, "k", 1, mfd_null(A)) == -1);
+	ASSERT(mfd_array_push(A, arr, NULL) == -1);
+	for (i = 0; i < 100; i++)
+		ASSERT(mfd_array_push(A, arr, mfd_int(A, i)) == 0);
+	ASSERT(arr->u.arr.n == 100 && arr->u.arr.v[99]->u.i == 99);
+	s = mfd_string(A, "a\0b", 3);
+	ASSERT(s->kind == VAL_STRING && s->u.str.len == 3 && s->u.str.s[1] == '\0' && s->u.str.s[3] == '\0');
+	ASSERT(mfd_bool(A, 5)->u.b == 1);
+	ASSERT(mfd_float(A, 2.5)->u.f == 2.5);
+	ASSERT_STREQ(mfd_value_kind_name(VAL_FLOAT), "float");
+	ASSERT_STREQ(mfd_value_kind_name(VAL_OBJECT), "object");
+}
+
+static void
+test_json(void)
+{
+	MfdValue *v = J("{\"z\": 1, \"a\": [2.5, \"x\\u0000y\"], \"m\": null}");
+	char err[256];
+
+	ASSERT(v && v->kind == VAL_OBJECT && v->u.obj.n == 3);
+	ASSERT_STREQ(v->u.obj.v[0].key, "z");
+	ASSERT_STREQ(v->u.obj.v[1].key, "a");
+	ASSERT_STREQ(v->u.obj.v[2].key, "m");
+	ASSERT(v->u.obj.v[1].value->u.arr.v[0]->kind == VAL_FLOAT);
+	ASSERT(v->u.obj.v[1].value->u.arr.v[1]->u.str.len == 3);
+	ASSERT(mfd_json_parse(A, "in.json", "{\"a\": 1,\n \"a\": 2}", 17, err, sizeof err) == NULL);
+	ASSERT(strncmp(err, "in.json:2:", 10) == 0 && strstr(err, "error: invalid JSON: ") != NULL);
+	ASSERT(mfd_json_parse(A, "in.json", "{\"a\" 1}", 7, err, sizeof err) == NULL);
+	ASSERT(strncmp(err, "in.json:1:", 10) == 0);
+	ASSERT(mfd_json_parse(A, "in.json", "7", 1, err, sizeof err)->u.i == 7);
+}
+
+/* diag.c */
+
+static void
+test_diag_format(void)
+{
+	MfdDiag d = {MFD_ERROR, "train", "/src/flow.py", 42, "boom"};
+	const char *full = "/src/flow.py:42: error: step 'train': boom";
+	char buf[128];
+	Diags ds;
+	int i;
+
+	ASSERT(mfd_diag_format(&d, buf, sizeof buf) == strlen(full));
+	ASSERT_STREQ(buf, full);
+	ASSERT(mfd_diag_format(&d, NULL, 0) == strlen(full));
+	ASSERT(mfd_diag_format(&d, buf, 5) == strlen(full));
+	ASSERT_STREQ(buf, "/src");
+	d.line = 0;
+	mfd_diag_format(&d, buf, sizeof buf);
+	ASSERT_STREQ(buf, "/src/flow.py: error: step 'train': boom");
+	d.file = "";
+	d.line = 3;
+	mfd_diag_format(&d, buf, sizeof buf);
+	ASSERT_STREQ(buf, "error: step 'train': boom");
+	d.file = NULL;
+	d.step = NULL;
+	d.severity = MFD_WARNING;
+	mfd_diag_format(&d, buf, sizeof buf);
+	ASSERT_STREQ(buf, "warning: boom");
+	ASSERT_STREQ(mfd_severity_name(MFD_ERROR), "error");
+
+	mfd_diags_init(&ds, A);
+	for (i = 0; i < 20; i++)
+		mfd_diag(&ds, i % 2 ? MFD_WARNING : MFD_ERROR, NULL, NULL, 0, "problem %d", i);
+	ASSERT(ds.n == 20 && ds.nerrors == 10);
+	ASSERT_STREQ(ds.v[19].message, "problem 19");
+}
+
+/* names.c */
+
+static void
+test_names(void)
+{
+	ASSERT(mfd_is_identifier("a1_") && mfd_is_identifier("_") && mfd_is_identifier("Start"));
+	ASSERT(!mfd_is_identifier("") && !mfd_is_identifier("1a") && !mfd_is_identifier("a-b"));
+	ASSERT(!mfd_is_identifier("caf\xc3\xa9"));
+	ASSERT_STREQ(mfd_name(A, NAME_OP, "train"), "op_train");
+	ASSERT_STREQ(mfd_name(A, NAME_JOB, "proj.user.alice.Flow"), "proj_user_alice_Flow");
+	ASSERT_STREQ(mfd_name(A, NAME_JOB, "9lives"), "_9lives");
+	ASSERT_STREQ(mfd_name(A, NAME_JOB, ""), "_");
+	ASSERT_STREQ(mfd_name(A, NAME_SCHEDULE, "Flow"), "Flow_schedule");
+	ASSERT_STREQ(mfd_name(A, NAME_SENSOR, "a b"), "a_b_sensor");
+}
+
+/* ir.c */
+
+#define EXPECT_DIAGS(ir, want) ASSERT_STREQ(diags(ir), want)
+
+static void
+test_read_top(void)
+{
+	MfdValue *ir;
+
+	EXPECT_DIAGS(J("[]"), "error: expected an object at the top level, got array");
+	ir = BUILD(linear);
+	del(ir, "ir_version");
+	EXPECT_DIAGS(ir, "error: missing field 'ir_version'");
+	ir = BUILD(linear);
+	set(ir, "ir_version", S("1"));
+	EXPECT_DIAGS(ir, "error: ir_version: expected integer, got string");
+	ir = BUILD(linear);
+	set(ir, "ir_version", mfd_int(A, 2));
+	del(ir, "steps");
+	set(ir, "extra", mfd_null(A));
+	EXPECT_DIAGS(ir, "error: unsupported IR version 2 (this compiler reads 1)");
+	ir = BUILD(linear);
+	set(ir, "extra", mfd_null(A));
+	del(ir, "settings");
+	EXPECT_DIAGS(ir, "error: unknown field 'extra'\nerror: missing field 'settings'");
+	EXPECT_DIAGS(BUILD(linear), "");
+}
+
+static void
+test_read_types(void)
+{
+	MfdValue *ir, *deep;
+	int i;
+
+	ir = BUILD(linear);
+	set(ir, "steps.1.next", S("end"));
+	set(ir, "steps.1.in_funcs", J("[\"start\", 3]"));
+	set(ir, "steps.0.num_parallel", mfd_bool(A, 0));
+	set(ir, "steps.0.line", mfd_int(A, -1));
+	set(ir, "options.max_workers", mfd_int(A, 0));
+	set(ir, "steps.2.timeout_seconds", mfd_int(A, 1LL << 40));
+	EXPECT_DIAGS(ir,
+		"error: steps[0].line: expected integer from 0 to 2147483647, got -1\n"
+		"error: steps[0].num_parallel: expected integer, got boolean\n"
+		"error: steps[1].next: expected array of strings, got string\n"
+		"error: steps[1].in_funcs[1]: expected string, got integer\n"
+		"error: steps[2].timeout_seconds: expected integer from 0 to 2147483647, got 1099511627776\n"
+		"error: options.max_workers: expected integer from 1 to 2147483647, got 0");
+
+	ir = BUILD(linear);
+	set(ir, "steps.0.name", mfd_string(A, "st\0art", 6));
+	set(ir, "steps.1.type", S("loop"));
+	set(ir, "steps.2.env", J("{\"K\": 1}"));
+	set(ir, "flow.project", J("[]"));
+	set(ir, "parameters.0.type", S("complex"));
+	set(ir, "steps.1.switch", J("{\"condition\": \"c\", \"cases\": [[\"x\"], [\"y\", 2]]}"));
+	EXPECT_DIAGS(ir,
+		"error: flow.project: expected object or null, got array\n"
+		"error: steps[0].name: string holds a NUL byte\n"
+		"error: steps[1].type: 'loop' is not a step type\n"
+		"error: steps[1].switch.cases[0]: expected [value, step], a pair of strings\n"
+		"error: steps[1].switch.cases[1]: expected [value, step], a pair of strings, got integer\n"
+		"error: steps[2].env['K']: expected string, got integer\n"
+		"error: parameters[0].type: 'complex' is not a parameter type");
+
+	ir = BUILD(linear);
+	deep = mfd_array(A);
+	for (i = 0; i < MFD_MAX_DEPTH; i++) {
+		MfdValue *outer = mfd_array(A);
+		mfd_array_push(A, outer, deep);
+		deep = outer;
+	}
+	set(ir, "steps.0.decorators", J("[{\"name\": \"card\", \"attributes\": {}, \"static\": true, \"spec\": null}]"));
+	set(ir, "steps.0.decorators.0.attributes.x", deep);
+	set(ir, "parameters.0.default", deep->u.arr.v[0]);
+	EXPECT_DIAGS(ir, "error: steps[0].decorators[0].attributes: nested more than 64 levels deep");
+}
+
+static void
+test_read_fields(void)
+{
+	MfdValue *ir = BUILD(linear);
+
+	del(ir, "steps.0.line");
+	del(ir, "flow.doc");
+	set(ir, "steps.1.bogus", mfd_null(A));
+	set(ir, "steps.2.retries.often", mfd_null(A));
+	mfd_object_put(A, ir->u.obj.v[2].value->u.arr.v[2], "name", 4, S("end"));
+	EXPECT_DIAGS(ir,
+		"error: flow: missing field 'doc'\n"
+		"error: steps[0]: missing field 'line'\n"
+		"error: steps[1]: unknown field 'bogus'\n"
+		"error: steps[2]: repeated field 'name'\n"
+		"error: steps[2].retries: unknown field 'often'");
+
+	ir = BUILD(linear);
+	set(ir, "steps.1.decorators", J("[3]"));
+	set(ir, "configs", J("[{\"name\": \"c\"}]"));
+	EXPECT_DIAGS(ir, "error: steps[1].decorators[0]: expected object, got integer\n"
+		"error: configs[0]: missing field 'value'");
+}
+
+/* check.c */
+
+static void
+test_check_names(void)
+{
+	MfdValue *ir = BUILD(linear);
+
+	set(ir, "steps.1.name", S("start"));
+	EXPECT_DIAGS(ir, "/src/t.py:11: error: step 'start': duplicate step name (first defined at /src/t.py:10)\n"
+		"/src/t.py:10: error: step 'start': next names 'a', which is not a step\n"
+		"/src/t.py:12: error: step 'end': in_funcs names 'a', which is not a step");
+
+	ir = BUILD(linear);
+	set(ir, "steps.1.name", S("my-step"));
+	set(ir, "steps.1.next", S("end"));
+	ASSERT(strstr(diags(ir), "expected array of strings") != NULL);
+	set(ir, "steps.1.next", J("[\"end\"]"));
+	set(ir, "steps.2.in_funcs", J("[\"my-step\"]"));
+	set(ir, "steps.0.next", J("[\"my-step\"]"));
+	EXPECT_DIAGS(ir, "/src/t.py:11: error: step 'my-step': step name 'my-step' is not a Python identifier");
+
+	ir = BUILD(linear);
+	set(ir, "flow.start_step", S("begin"));
+	set(ir, "flow.end_step", S("a"));
+	set(ir, "steps.0.next", J("[\"a\", \"zz\"]"));
+	EXPECT_DIAGS(ir, "/src/t.py: error: start_step names 'begin', which is not a step\n"
+		"/src/t.py:11: error: step 'a': end_step names this step, whose type is linear, not end\n"
+		"/src/t.py:10: error: step 'start': next names 'zz', which is not a step\n"
+		"/src/t.py:10: error: step 'start': start steps have exactly 1 next step, found 2");
+}
+
+static const StepSpec foreach1[] = {
+	{"start", "foreach", "body", "", "", "join", "xs", NULL},
+	{"body", "linear", "join", "start", "start", NULL, NULL, NULL},
+	{"join", "join", "end", "body", "start", NULL, NULL, NULL},
+	{"end", "end", "", "join", "", NULL, NULL, NULL},
+};
+
+static void
+test_check_kinds(void)
+{
+	MfdValue *ir = BUILD(foreach1);
+
+	EXPECT_DIAGS(ir, "");
+	set(ir, "steps.0.foreach_var", mfd_null(A));
+	set(ir, "steps.0.matching_join", S("end"));
+	set(ir, "steps.1.split_parents", J("[\"end\"]"));
+	set(ir, "steps.2.switch", J("{\"condition\": \"c\", \"cases\": [[\"x\", \"end\"]]}"));
+	EXPECT_DIAGS(ir, "/src/t.py:10: error: step 'start': matching_join names 'end', which is not a join step\n"
+		"/src/t.py:10: error: step 'start': foreach steps need a foreach_var\n"
+		"/src/t.py:11: error: step 'body': split_parents names 'end', which is not a split or foreach step\n"
+		"/src/t.py:12: error: step 'join': switch must be null for join steps");
+
+	ir = BUILD(foreach1);
+	set(ir, "steps.0.parallel", mfd_bool(A, 1));
+	set(ir, "steps.0.num_parallel", mfd_int(A, 3));
+	set(ir, "steps.0.foreach_var", mfd_null(A));
+	del(ir, "steps.0.matching_join");
+	set(ir, "steps.0.matching_join", mfd_null(A));
+	set(ir, "steps.3.next", J("[\"start\"]"));
+	EXPECT_DIAGS(ir, "/src/t.py:10: error: step 'start': foreach steps need a matching_join\n"
+		"/src/t.py:10: error: step 'start': @parallel foreach (num_parallel=3) is not supported\n"
+		"/src/t.py:13: error: step 'end': end steps have no next step, found 1\n"
+		"/src/t.py:13: error: step 'end': next step 'start' closes the loop start -> body -> join -> end -> start;"
+		" the only loop allowed is a switch case back to its own step");
+}
+
+static void
+test_check_decorators(void)
+{
+	MfdValue *ir = BUILD(linear);
+
+	ASSERT(mfd_deco_lookup("retry") == DECO_RETRY && mfd_deco_handling(DECO_RETRY) == HANDLED);
+	ASSERT(mfd_deco_lookup("catch") == DECO_CATCH && mfd_deco_handling(DECO_CATCH) == FORWARDED);
+	ASSERT(mfd_deco_lookup("my_deco") == DECO_UNKNOWN && mfd_deco_handling(DECO_UNKNOWN) == FORWARDED);
+	ASSERT(mfd_deco_handling(mfd_deco_lookup("kubernetes")) == REJECTED);
+	ASSERT(mfd_deco_handling(mfd_deco_lookup("parallel")) == REJECTED);
+
+	set(ir, "steps.1.decorators", J("[{\"name\": \"my_deco\", \"attributes\": {}, \"static\": false,"
+		" \"spec\": \"my_deco:x=1\"}, {\"name\": \"batch\", \"attributes\": {}, \"static\": true, \"spec\": null}]"));
+	set(ir, "flow.decorators", J("[{\"name\": \"slurm\", \"attributes\": {}, \"static\": true, \"spec\": null}]"));
+	EXPECT_DIAGS(ir, "/src/t.py: error: @slurm is not supported: tasks run on the Dagster worker, not on a remote "
+		"launcher\n/src/t.py:11: error: step 'a': @batch is not supported: tasks run on the Dagster worker, not on "
+		"a remote launcher");
+}
+
+static const StepSpec switch_in_foreach[] = {
+	{"start", "foreach", "route", "", "", "join", "xs", NULL},
+	{"route", "split-switch", "even odd", "start", "start", NULL, NULL, "e:even o:odd"},
+	{"even", "linear", "merge", "route", "start", NULL, NULL, NULL},
+	{"odd", "linear", "merge", "route", "start", NULL, NULL, NULL},
+	{"merge", "linear", "join", "even odd", "start", NULL, NULL, NULL},
+	{"join", "join", "end", "merge", "start", NULL, NULL, NULL},
+	{"end", "end", "", "join", "", NULL, NULL, NULL},
+};
+
+static void
+test_check_switch(void)
+{
+	static const StepSpec recursive[] = {
+		{"start", "start", "loop", "", "", NULL, NULL, NULL},
+		{"loop", "split-switch", "loop end", "start", "", NULL, NULL, "yes:loop no:end"},
+		{"end", "end", "", "loop", "", NULL, NULL, NULL},
+	};
+	MfdValue *ir;
+
+	EXPECT_DIAGS(BUILD(recursive), "");
+	ir = BUILD(recursive);
+	set(ir, "steps.1.switch.cases", J("[[\"yes\", \"start\"], [\"no\", \"end\"]]"));
+	EXPECT_DIAGS(ir, "/src/t.py:11: error: step 'loop': switch case 'yes' goes to 'start', which is not in next\n"
+		"/src/t.py:11: error: step 'loop': next step 'loop' closes the loop loop -> loop; the only loop allowed is a "
+		"switch case back to its own step");
+	ir = BUILD(recursive);
+	set(ir, "steps.1.type", S("linear"));
+	set(ir, "steps.1.next", J("[\"loop\"]"));
+	set(ir, "steps.1.switch", mfd_null(A));
+	set(ir, "steps.2.in_funcs", J("[]"));
+	EXPECT_DIAGS(ir, "/src/t.py:11: error: step 'loop': next step 'loop' closes the loop loop -> loop; the only loop "
+		"allowed is a switch case back to its own step");
+
+	EXPECT_DIAGS(BUILD(switch_in_foreach), "");
+	ir = BUILD(switch_in_foreach);
+	set(ir, "steps.1.switch.cases", J("[]"));
+	EXPECT_DIAGS(ir, "/src/t.py:11: error: step 'route': switch has no cases");
+	ir = BUILD(switch_in_foreach);
+	set(ir, "steps.2.next", J("[\"join\"]"));
+	set(ir, "steps.3.next", J("[\"join\"]"));
+	set(ir, "steps.5.in_funcs", J("[\"even\", \"odd\"]"));
+	set(ir, "steps.4.in_funcs", J("[]"));
+	EXPECT_DIAGS(ir, "/src/t.py:15: error: step 'join': the switch branches 'even', 'odd' inside foreach 'start' go "
+		"straight into its join; add a common step after them that goes to 'join'");
+	ir = BUILD(switch_in_foreach);
+	set(ir, "steps.1.next", J("[\"even\", \"join\"]"));
+	set(ir, "steps.1.switch.cases", J("[[\"e\", \"even\"], [\"o\", \"join\"]]"));
+	set(ir, "steps.5.in_funcs", J("[\"merge\", \"route\"]"));
+	set(ir, "steps.4.in_funcs", J("[\"even\"]"));
+	set(ir, "steps.3.in_funcs", J("[]"));
+	EXPECT_DIAGS(ir, "/src/t.py:11: error: step 'route': switch case 'o' goes straight into join 'join'; add a step "
+		"between them\n/src/t.py:15: error: step 'join': the switch branches 'merge', 'route' inside foreach "
+		"'start' go straight into its join; add a common step after them that goes to 'join'");
+}
+
+/* Step.depth */
+
+static void
+expect_depths(const MfdValue *ir, const int *want)
+{
+	Compile c;
+	Flow *f = checked(ir, &c);
+	size_t i;
+
+	ASSERT(f != NULL);
+	for (i = 0; f && i < f->nsteps; i++)
+		if (f->steps[i].depth != want[i]) {
+			fprintf(stderr, "step %s: depth %d, want %d\n", f->steps[i].name, f->steps[i].depth, want[i]);
+			ASSERT(f->steps[i].depth == want[i]);
+		}
+}
+
+static void
+test_depth(void)
+{
+	static const StepSpec nested[] = {
+		{"start", "foreach", "outer", "", "", "join1", "xs", NULL},
+		{"outer", "foreach", "inner", "start", "start", "join2", "ys", NULL},
+		{"inner", "linear", "join2", "outer", "start outer", NULL, NULL, NULL},
+		{"join2", "join", "join1", "inner", "start outer", NULL, NULL, NULL},
+		{"join1", "join", "end", "join2", "start", NULL, NULL, NULL},
+		{"end", "end", "", "join1", "", NULL, NULL, NULL},
+	};
+	static const StepSpec foreach_in_split[] = {
+		{"start", "split", "a b", "", "", "join", NULL, NULL},
+		{"a", "foreach", "body", "start", "start", "gather", "xs", NULL},
+		{"body", "linear", "gather", "a", "start a", NULL, NULL, NULL},
+		{"gather", "join", "join", "body", "start a", NULL, NULL, NULL},
+		{"b", "linear", "join", "start", "start", NULL, NULL, NULL},
+		{"join", "join", "end", "b gather", "start", NULL, NULL, NULL},
+		{"end", "end", "", "join", "", NULL, NULL, NULL},
+	};
+	static const int nested_depths[] = {0, 1, 2, 1, 0, 0};
+	static const int switch_depths[] = {0, 1, 1, 1, 1, 0, 0};
+	static const int split_depths[] = {0, 0, 1, 0, 0, 0, 0};
+
+	expect_depths(BUILD(nested), nested_depths);
+	expect_depths(BUILD(switch_in_foreach), switch_depths);
+	expect_depths(BUILD(foreach_in_split), split_depths);
+}
+
+/* driver.c */
+
+static void
+test_compile(void)
+{
+	MfdValue *ir = BUILD(linear);
+	MfdResult r1, r2;
+	int i;
+
+	ASSERT(mfd_compile(ir, "# rt\n", &r1) == 0);
+	ASSERT(r1.text && r1.len == strlen(r1.text) && r1.ndiags == 0);
+	ASSERT(r1.len > 5 && strcmp(r1.text + r1.len - 5, "# rt\n") == 0);
+	ASSERT(strstr(r1.text, "FLOW_NAME = \"TFlow\"\n") != NULL);
+	ASSERT(strstr(r1.text, "    \"alpha\": 0.5,\n") != NULL);
+	ASSERT(mfd_compile(ir, "# rt\n", &r2) == 0);
+	ASSERT(r2.len == r1.len && memcmp(r1.text, r2.text, r1.len) == 0);
+	mfd_result_free(&r1);
+	mfd_result_free(&r2);
+	ASSERT(r1.text == NULL && r1.arena == NULL);
+	ASSERT(mfd_compile(ir, NULL, &r1) == 0);
+	mfd_result_free(&r1);
+	for (i = 0; i < 200; i++) {
+		mfd_compile(ir, "", &r1);
+		mfd_result_free(&r1);
+	}
+	set(ir, "steps", J("{}"));
+	ASSERT(mfd_compile(ir, "", &r1) == 1 && r1.text == NULL && r1.len == 0 && r1.ndiags == 1);
+	mfd_result_free(&r1);
+}
+
+/* The diagnostics of a result stay valid after the IR tree they came from is freed. */
+static void
+test_result_owns_diags(void)
+{
+	MfdArena *outer = A, *input = mfd_arena_new();
+	MfdValue *ir;
+	MfdResult r;
+	char line[256];
+
+	A = input;
+	ir = BUILD(linear);
+	set(ir, "steps.1.next", J("[\"nowhere\"]"));
+	A = outer;
+	mfd_compile(ir, "", &r);
+	mfd_arena_free(input);
+	ASSERT(r.nerrors == 1 && r.ndiags == 1);
+	mfd_diag_format(&r.diags[0], line, sizeof line);
+	ASSERT_STREQ(line, "/src/t.py:11: error: step 'a': next names 'nowhere', which is not a step");
+	mfd_result_free(&r);
+}
+
+int
+main(void)
+{
+	A = mfd_arena_new();
+	RUN(test_arena);
+	RUN(test_arena_catch);
+	RUN(test_strbuf_indent);
+	RUN(test_strbuf_sticky);
+	RUN(test_pystr);
+	RUN(test_pyvalue);
+	RUN(test_value);
+	RUN(test_json);
+	RUN(test_diag_format);
+	RUN(test_names);
+	RUN(test_read_top);
+	RUN(test_read_types);
+	RUN(test_read_fields);
+	RUN(test_check_names);
+	RUN(test_check_kinds);
+	RUN(test_check_decorators);
+	RUN(test_check_switch);
+	RUN(test_depth);
+	RUN(test_compile);
+	RUN(test_result_owns_diags);
+	mfd_arena_free(A);
+	return test_report();
+}

@@ -1,0 +1,36 @@
+"""Shared test fixtures: one Metaflow datastore per test session, a fresh DAGSTER_HOME per test.
+
+Metaflow reads its configuration from the environment when it is first imported, so the local datastore
+root and the user are set here, before any test module imports metaflow.
+"""
+
+import os
+import tempfile
+
+_SESSION_ROOT = tempfile.mkdtemp(prefix="mfd-tests-")
+os.environ["METAFLOW_DATASTORE_SYSROOT_LOCAL"] = _SESSION_ROOT
+os.environ.setdefault("METAFLOW_USER", "tester")
+os.environ.setdefault("USER", "tester")
+
+import pytest  # noqa: E402
+
+from tests.helpers import FLOWS, DagsterProject  # noqa: E402
+
+
+@pytest.fixture
+def dagster_home(tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return str(home)
+
+
+@pytest.fixture
+def project(tmp_path, dagster_home):
+    """Compile flows and run their jobs the way a user does, on a persistent Dagster instance."""
+    return DagsterProject(str(tmp_path), dagster_home)
+
+
+@pytest.fixture(scope="session")
+def flows_dir():
+    return FLOWS

@@ -1,0 +1,123 @@
+"""Every Metaflow graph shape compiled and run end to end on real Dagster with real Metaflow.
+
+Each test compiles a fixture flow with `python flow.py dagster create`, executes the job with
+`dagster job execute` on a persistent DAGSTER_HOME, and checks the end step's artifacts through the
+Metaflow client and the run's status and events through the Dagster instance.
+"""
+
+import pytest
+from dagster import DagsterEventType, DagsterRunStatus
+
+from tests.helpers import flow_path, metaflow_run
+
+
+def run_flow(project, fixture, flow_name, config=None, check=True):
+    defs, _ = project.create(flow_path(fixture))
+    drun, res = project.execute(defs, flow_name, config=config, check=check)
+    assert drun is not None, res
+    return drun, res
+
+
+def step_keys(project, drun, event_type):
+    return sorted(
+        e.dagster_event.step_key
+        for e in project.run_logs(drun.run_id)
+        if e.dagster_event is not None and e.dagster_event.event_type == event_type
+    )
+
+
+SHAPES = [
+    ("linear_flow.py", "LinearFlow", "world:4:0.5"),
+    ("split3_flow.py", "Split3Flow", [11, 12, 13]),
+    ("nested_split_flow.py", "NestedSplitFlow", ["a1", "a2", "b"]),
+    ("foreach_flow.py", "ForeachFlow", [i * i + 1 for i in range(12)]),
+    ("nested_foreach_flow.py", "NestedForeachFlow", [["x1", "x2", "done-x"], ["y1", "y2", "done-y"]]),
+    ("foreach3_flow.py", "Foreach3Flow", ["000", "001", "010", "011", "100", "101", "110", "111"]),
+    ("foreach_linear_foreach_flow.py", "ForeachLinearForeachFlow", [11, 21, 31]),
+    ("switch_flow.py", "SwitchFlow", ["start", "long1", "long2", "merge", "end"]),
+    ("switch_in_foreach_flow.py", "SwitchInForeachFlow", ["o1!", "e2", "o3!", "e4"]),
+    ("foreach_in_switch_flow.py", "ForeachInSwitchFlow", [2, 4, 6]),
+    ("recursive_switch_flow.py", "RecursiveSwitchFlow", 4),
+    ("custom_start_end_flow.py", "CustomStartEndFlow", 42),
+    ("single_step_flow.py", "SingleStepFlow", "alone"),
+]
+
+
+@pytest.mark.parametrize("fixture,flow_name,expected", SHAPES, ids=[s[1] for s in SHAPES])
+def test_shape_runs_end_to_end(project, fixture, flow_name, expected):
+    drun, res = run_flow(project, fixture, flow_name)
+    assert drun.status == DagsterRunStatus.SUCCESS, res
+    run = metaflow_run(flow_name, drun)
+    assert run.successful and run.finished
+    assert run.end_task.data.result == expected
+    for step in run:
+        for task in step:
+            assert not task.id.isdigit(), "task ids must never be integers: %s" % task.pathspec
+
+
+def test_parameters_reach_init_and_logs_stream(project):
+    drun, res = run_flow(
+        project, "linear_flow.py", "LinearFlow", config={"ops": {"start": {"config": {"alpha": 2.25, "greeting": "dagster"}}}}
+    )
+    run = metaflow_run("LinearFlow", drun)
+    assert run.end_task.data.result == "dagster:4:2.25"
+    assert run.data.alpha == 2.25 and isinstance(run.data.alpha, float)
+    messages = [e.user_message for e in project.run_logs(drun.run_id)]
+    assert any("step b says hello to dagster" in m for m in messages), "step stdout must reach the Dagster log"
+    # Op metadata lists the artifacts of the step and how to fetch them.
+    mats = [
+        e.dagster_event.event_specific_data.metadata
+        for e in project.run_logs(drun.run_id)
+        if e.dagster_event is not None
+        and e.dagster_event.event_type == DagsterEventType.STEP_OUTPUT
+        and e.dagster_event.step_key == "end"
+    ]
+    assert mats and "result" in mats[0]["artifacts"].text
+    assert "Task(" in mats[0]["retrieve"].md_str
+
+
+def test_nested_foreach_inner_levels_are_parallel_ops(project):
+    drun, _ = run_flow(project, "nested_foreach_flow.py", "NestedForeachFlow")
+    leaf_keys = [k for k in step_keys(project, drun, DagsterEventType.STEP_SUCCESS) if k.startswith("leaf")]
+    # One Dagster op execution per inner task: 2 outer x 2 inner.
+    assert leaf_keys == ["leaf[0_0]", "leaf[0_1]", "leaf[1_0]", "leaf[1_1]"]
+    run = metaflow_run("NestedForeachFlow", drun)
+    assert sorted(t.id for t in run["leaf"]) == ["t-0-0", "t-0-1", "t-1-0", "t-1-1"]
+
+
+def test_switch_skips_branches_not_taken(project):
+    drun, _ = run_flow(project, "switch_flow.py", "SwitchFlow", config={"ops": {"start": {"config": {"mode": "short"}}}})
+    run = metaflow_run("SwitchFlow", drun)
+    assert run.end_task.data.result == ["start", "short", "merge", "end"]
+    assert step_keys(project, drun, DagsterEventType.STEP_SKIPPED) == ["long1", "long2"]
+    drun, _ = run_flow(project, "switch_flow.py", "SwitchFlow", config={"ops": {"start": {"config": {"mode": "skip"}}}})
+    assert metaflow_run("SwitchFlow", drun).end_task.data.result == ["start", "merge", "end"]
+
+
+def test_recursive_switch_runs_one_task_per_iteration(project):
+    drun, _ = run_flow(project, "recursive_switch_flow.py", "RecursiveSwitchFlow")
+    run = metaflow_run("RecursiveSwitchFlow", drun)
+    assert sorted(t.id for t in run["loop"]) == ["t", "t-r1", "t-r2", "t-r3"]
+
+
+def test_foreach_over_zero_items_fails_as_metaflow_does(project):
+    drun, res = run_flow(
+        project, "foreach_flow.py", "ForeachFlow", config={"ops": {"start": {"config": {"count": 0}}}}, check=False
+    )
+    assert res.returncode != 0
+    assert drun.status == DagsterRunStatus.FAILURE
+    messages = "\n".join(e.user_message for e in project.run_logs(drun.run_id))
+    assert "produced zero splits" in messages
+
+
+def test_failing_step_fails_the_run_with_the_traceback(project):
+    drun, res = run_flow(project, "failing_flow.py", "FailingFlow", check=False)
+    assert drun.status == DagsterRunStatus.FAILURE
+    logs = project.run_logs(drun.run_id)
+    messages = "\n".join(e.user_message for e in logs)
+    assert "ValueError: kaboom from step boom" in messages
+    assert "Traceback" in messages
+    failed = step_keys(project, drun, DagsterEventType.STEP_FAILURE)
+    assert failed == ["boom"]
+    run = metaflow_run("FailingFlow", drun)
+    assert not run.successful

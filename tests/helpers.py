@@ -1,0 +1,94 @@
+"""Helpers that drive the real tools as a user does: `python flow.py dagster create`, `dagster job execute`."""
+
+import json
+import os
+import subprocess
+import sys
+
+FLOWS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "flows")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def flow_path(name):
+    return os.path.join(FLOWS, name)
+
+
+class Result:
+    def __init__(self, proc):
+        self.returncode = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+
+    def __repr__(self):
+        return "exit %d\n--- stdout\n%s\n--- stderr\n%s" % (self.returncode, self.stdout[-4000:], self.stderr[-4000:])
+
+
+class DagsterProject:
+    """A working directory plus a persistent DAGSTER_HOME."""
+
+    def __init__(self, workdir, dagster_home):
+        self.workdir = workdir
+        self.home = dagster_home
+
+    def env(self, **extra):
+        env = dict(os.environ)
+        env["DAGSTER_HOME"] = self.home
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
+        env.update({k: str(v) for k, v in extra.items()})
+        return env
+
+    def run(self, argv, timeout=600, **env):
+        proc = subprocess.run(
+            argv, cwd=self.workdir, env=self.env(**env), capture_output=True, text=True, timeout=timeout
+        )
+        return Result(proc)
+
+    def create(self, flow_file, out="defs.py", args=(), top=(), check=True, **env):
+        """Run `python FLOW [top...] dagster create OUT [args...]`; returns (path of OUT, Result)."""
+        out_path = os.path.join(self.workdir, out)
+        res = self.run([sys.executable, flow_file, *top, "dagster", "create", out_path, *args], **env)
+        if check:
+            assert res.returncode == 0, res
+        return out_path, res
+
+    def execute(self, defs, job, config=None, tags=None, check=None, timeout=900):
+        """Run `dagster job execute -f DEFS -j JOB` on this project's instance; returns (Dagster run, Result)."""
+        argv = [sys.executable, "-m", "dagster", "job", "execute", "-f", defs, "-j", job]
+        if config:
+            cfg = os.path.join(self.workdir, "run_config.json")
+            with open(cfg, "w") as f:
+                json.dump(config, f)
+            argv += ["-c", cfg]
+        if tags:
+            argv += ["--tags", json.dumps(tags)]
+        res = self.run(argv, timeout=timeout)
+        run = self.latest_run(job)
+        if check is not None:
+            assert (res.returncode == 0) == check, res
+        return run, res
+
+    def instance(self):
+        from dagster import DagsterInstance
+
+        os.environ["DAGSTER_HOME"] = self.home
+        return DagsterInstance.get()
+
+    def latest_run(self, job):
+        from dagster import RunsFilter
+
+        with self.instance() as inst:
+            runs = inst.get_runs(filters=RunsFilter(job_name=job), limit=1)
+            return runs[0] if runs else None
+
+    def run_logs(self, run_id):
+        with self.instance() as inst:
+            return inst.all_logs(run_id)
+
+
+def metaflow_run(flow_name, dagster_run):
+    """The Metaflow Run that a Dagster run of a generated job produced."""
+    from metaflow import Run, namespace
+
+    namespace(None)
+    run_id = dagster_run.tags.get("metaflow/run_id") or "dagster-" + dagster_run.run_id.replace("-", "")[:20]
+    return Run("%s/%s" % (flow_name, run_id))

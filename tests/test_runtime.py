@@ -1,0 +1,177 @@
+"""Unit tests of metaflow_dagster.runtime, the module every generated file embeds."""
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+from dagster import Failure, build_op_context
+
+from metaflow_dagster import runtime
+from metaflow_dagster.runtime import (
+    FlowRuntime,
+    StaleDefinitionsError,
+    flatten_tokens,
+    mapping_key,
+    param_env_value,
+    task_id_for,
+)
+
+
+def make_flow(tmp_path, **over):
+    src = tmp_path / "flow.py"
+    src.write_text("print('hello')\n")
+    flow = {
+        "name": "F",
+        "file": str(src),
+        "file_sha256": hashlib.sha256(src.read_bytes()).hexdigest(),
+        "job_name": "F",
+        "start_step": "start",
+        "end_step": "end",
+        "parameters": [],
+        "configs": [],
+        "settings": {
+            "datastore": "local",
+            "datastore_root": str(tmp_path / ".metaflow"),
+            "metadata": "local",
+            "environment": "local",
+            "event_logger": "nullSidecarLogger",
+            "monitor": "nullSidecarMonitor",
+            "python": sys.executable,
+            "username": "alice",
+            "env_allowlist": ["PATH", "METAFLOW_*"],
+        },
+        "options": {
+            "tags": [],
+            "namespace": None,
+            "max_workers": 4,
+            "workflow_timeout": 0,
+            "with": [],
+            "branch": None,
+            "production": False,
+            "emit_step_events": False,
+        },
+        "steps": {"start": {"type": "linear", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {"A": "1"}}},
+    }
+    flow.update(over)
+    return flow
+
+
+def test_task_ids_are_never_integers():
+    assert task_id_for([]) == "t"
+    assert task_id_for([3, 1]) == "t-3-1"
+    assert task_id_for([2], iteration=4) == "t-2-r4"
+    for idx in ([], [0], [10, 2]):
+        assert not task_id_for(idx).isdigit()
+
+
+def test_mapping_keys_are_valid_dagster_keys():
+    assert mapping_key([]) == "top"
+    assert mapping_key([3, 12]) == "3_12"
+
+
+def test_flatten_tokens_accepts_tokens_lists_and_bundles():
+    a, b, c = {"step": "a"}, {"step": "b"}, {"step": "c"}
+    assert flatten_tokens([a, [b, [c]], None]) == [a, b, c]
+    with pytest.raises(TypeError):
+        flatten_tokens([42])
+
+
+def test_param_env_values_parse_back_with_metaflow_types():
+    assert param_env_value("bool", True) == "true"
+    assert param_env_value("bool", False) == "false"
+    assert param_env_value("int", 5) == "5"
+    assert param_env_value("float", 0.25) == "0.25"
+    assert param_env_value("json", {"a": [1]}) == '{"a": [1]}'
+    assert param_env_value("json", '{"a": 1}') == '{"a": 1}'
+    assert param_env_value("str", "x y; $(rm -rf /)") == "x y; $(rm -rf /)"
+
+
+def test_stale_definitions_are_refused(tmp_path):
+    flow = make_flow(tmp_path)
+    FlowRuntime(flow)
+    with open(flow["file"], "a") as f:
+        f.write("# edited\n")
+    with pytest.raises(StaleDefinitionsError, match="definitions are stale"):
+        FlowRuntime(flow)
+    os.unlink(flow["file"])
+    with pytest.raises(StaleDefinitionsError, match="cannot be read"):
+        FlowRuntime(flow)
+
+
+def test_task_environment_is_allowlisted(tmp_path, monkeypatch):
+    monkeypatch.setenv("METAFLOW_PROFILE", "p")
+    monkeypatch.setenv("SECRET_TOKEN", "hunter2")
+    rt = FlowRuntime(make_flow(tmp_path))
+    env = rt._env("start")
+    assert env["METAFLOW_PROFILE"] == "p"
+    assert "SECRET_TOKEN" not in env
+    assert env["A"] == "1"
+    assert env["METAFLOW_USER"] == "alice"
+    assert env["METAFLOW_DATASTORE_SYSROOT_LOCAL"] == str(tmp_path)
+
+
+def test_param_schema_has_types_defaults_and_help(tmp_path):
+    params = [
+        {"name": "alpha", "var": "alpha", "type": "float", "default": 0.5, "required": False, "help": "a float"},
+        {"name": "my-name", "var": "my_name", "type": "str", "default": None, "required": True, "help": ""},
+        {"name": "cfg", "var": "cfg", "type": "json", "default": {"k": 1}, "required": False, "help": ""},
+    ]
+    schema = FlowRuntime(make_flow(tmp_path, parameters=params)).param_schema()
+    assert schema["alpha"].default_value == 0.5 and schema["alpha"].description == "a float"
+    assert schema["my-name"].is_required
+    assert schema["cfg"].default_value == '{"k": 1}'
+
+
+def test_spawn_streams_output_and_reports_failure(tmp_path):
+    rt = FlowRuntime(make_flow(tmp_path))
+    ctx = build_op_context()
+    rt._spawn(ctx, [sys.executable, "-c", "print('out line'); import sys; print('err line', file=sys.stderr)"], dict(os.environ), 0, "probe")
+    with pytest.raises(Failure, match="probe failed with exit code 3"):
+        rt._spawn(ctx, [sys.executable, "-c", "import sys; print('boom', file=sys.stderr); sys.exit(3)"], dict(os.environ), 0, "probe")
+
+
+def test_spawn_kills_the_process_group_on_timeout(tmp_path):
+    rt = FlowRuntime(make_flow(tmp_path))
+    marker = tmp_path / "child.pid"
+    code = (
+        "import subprocess, sys, time\n"
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "open(%r, 'w').write(str(p.pid))\n"
+        "time.sleep(60)\n" % str(marker)
+    )
+    with pytest.raises(Failure, match="timed out after 1 seconds"):
+        rt._spawn(build_op_context(), [sys.executable, "-c", code], dict(os.environ), 1, "sleeper")
+    grandchild = int(marker.read_text())
+    # The grandchild was in the same process group and must be gone too.
+    for _ in range(50):
+        try:
+            os.kill(grandchild, 0)
+        except ProcessLookupError:
+            break
+        subprocess.run(["sleep", "0.1"])
+    else:
+        pytest.fail("grandchild %d survived the timeout" % grandchild)
+
+
+def test_runtime_imports_without_the_compiler():
+    code = (
+        "import sys; sys.modules['metaflow_dagster._core'] = None\n"
+        "import metaflow_dagster.runtime as r; print(r.FlowRuntime.__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "FlowRuntime"
+
+
+def test_runtime_imports_only_dagster_metaflow_and_stdlib():
+    import ast
+
+    tree = ast.parse(open(runtime.__file__).read())
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            roots.add(node.module.split(".")[0])
+    assert roots - set(sys.stdlib_module_names) <= {"dagster", "metaflow"}
