@@ -41,6 +41,8 @@ from dagster import (
 )
 
 RUN_ID_TAG = "metaflow/run_id"
+ORIGIN_RUN_TAG = "metaflow/origin_run_id"
+RESUME_STEP_TAG = "metaflow/resume_step"
 PARAMS_TASK_ID = "params"
 _KILL_GRACE_SECONDS = 5
 
@@ -304,6 +306,39 @@ class FlowRuntime:
         wanted = set(self.steps[step]["in"])
         return [t for t in flatten_tokens(inputs) if t["step"] in wanted]
 
+    def _rerun_steps(self, resume_step):
+        """``resume_step`` and every step reachable from it: what a resume from that step runs again."""
+        children = {}
+        for name, spec in self.steps.items():
+            for parent in spec["in"]:
+                children.setdefault(parent, []).append(name)
+        seen, todo = set(), [resume_step]
+        while todo:
+            step = todo.pop()
+            if step not in seen:
+                seen.add(step)
+                todo.extend(children.get(step, []))
+        return seen
+
+    def _clone_origin(self, context, step, task_id):
+        """The origin task to clone for this task of a resume run, or None to run it.
+
+        A task is cloned when the origin run has the same task (task ids are deterministic) finished
+        successfully, unless the step is the resume step or comes after it.
+        """
+        origin = context.run.tags.get(ORIGIN_RUN_TAG)
+        if not origin:
+            return None
+        resume_step = context.run.tags.get(RESUME_STEP_TAG)
+        if resume_step and step in self._rerun_steps(resume_step):
+            return None
+        pathspec = "%s/%s/%s" % (origin, step, task_id)
+        try:
+            ok = self._task_datastore(pathspec)["_task_ok"]
+        except Exception:
+            return None
+        return pathspec if ok else None
+
     def _init_params(self, context, run_id):
         """Run Metaflow's ``init`` once per run: it records the Parameters as the ``_parameters`` task."""
         pathspec = "%s/_parameters/%s" % (run_id, PARAMS_TASK_ID)
@@ -349,14 +384,20 @@ class FlowRuntime:
             "--task-id", task_id,
             "--retry-count", str(context.retry_number),
             "--max-user-code-retries", str(spec["user_retries"]),
-            "--input-paths", compress_list(input_paths),
         )
-        if split is not None:
-            argv += ["--split-index", str(split)]
+        origin = self._clone_origin(context, step, task_id)
+        if origin:
+            argv += ["--clone-only", origin]
+        else:
+            argv += ["--input-paths", compress_list(input_paths)]
+            if split is not None:
+                argv += ["--split-index", str(split)]
         for tag in self.flow["options"]["tags"]:
             argv += ["--tag", tag]
         pathspec = "%s/%s/%s" % (run_id, step, task_id)
-        what = "Metaflow step '%s' (task %s, attempt %d)" % (step, pathspec, context.retry_number)
+        what = "Metaflow step '%s' (task %s, attempt %d%s)" % (
+            step, pathspec, context.retry_number, ", cloned from %s" % origin if origin else ""
+        )
         context.log.info("running %s" % what)
         self._spawn(context, argv, self._env(step), spec["timeout"], what)
         ds = self._task_datastore(pathspec)
