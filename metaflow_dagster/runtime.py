@@ -90,6 +90,89 @@ def _env_allowed(name, allowlist):
     return any(name == a or (a.endswith("*") and name.startswith(a[:-1])) for a in allowlist)
 
 
+def _exec_as_main(path):
+    """Execute the file at ``path`` as the real ``__main__`` module, as ``python path`` does.
+
+    Not ``runpy.run_path``: that swaps in a temporary ``__main__``, and Metaflow pickles classes it
+    registers on the real one (``ForeachFrame``), which must stay resolvable.
+    """
+    from metaflow import tuple_util
+
+    import __main__
+
+    with open(path, "rb") as f:
+        code = compile(f.read(), path, "exec")
+    namespace = __main__.__dict__
+    namespace.update(__name__="__main__", __file__=path, ForeachFrame=tuple_util.ForeachFrame)
+    exec(code, namespace)
+
+
+class _ForkedTask:
+    """A child of this process running ``python <argv>`` in place: the Popen surface ``_spawn`` uses.
+
+    The child starts a new session (so a timeout kills its whole process group), takes ``env`` as its
+    whole environment, points fds 1 and 2 at pipes, and runs the flow file as ``__main__``; Metaflow's CLI
+    then behaves as under ``python flow.py ...``. The child never returns into the caller: it leaves with
+    ``os._exit`` and the CLI's exit status.
+    """
+
+    def __init__(self, argv, env, cwd):
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.pid = os.fork()
+        if self.pid == 0:  # pragma: no cover - runs in the child
+            code = 1
+            try:
+                os.setsid()
+                devnull = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(devnull, 0)
+                os.dup2(out_w, 1)
+                os.dup2(err_w, 2)
+                for fd in (devnull, out_r, out_w, err_r, err_w):
+                    os.close(fd)
+                sys.stdout = open(1, "w", buffering=1, closefd=False)
+                sys.stderr = open(2, "w", buffering=1, closefd=False)
+                if cwd:
+                    os.chdir(cwd)
+                os.environ.clear()
+                os.environ.update(env)
+                sys.argv = list(argv)
+                sys.path[0:0] = [os.path.dirname(os.path.abspath(argv[0]))]
+                _exec_as_main(argv[0])
+                code = 0
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                try:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                finally:
+                    os._exit(code)
+        os.close(out_w)
+        os.close(err_w)
+        self.stdout = os.fdopen(out_r, "rb", buffering=0)
+        self.stderr = os.fdopen(err_r, "rb", buffering=0)
+        self.returncode = None
+
+    def wait(self, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.returncode is None:
+            pid, status = os.waitpid(self.pid, 0 if deadline is None else os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+            elif time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired("forked task %d" % self.pid, timeout)
+            else:
+                time.sleep(0.05)
+        return self.returncode
+
+
 class FlowRuntime:
     """Runs the Metaflow tasks of one flow for the ops of a generated job.
 
@@ -104,6 +187,9 @@ class FlowRuntime:
         self.steps = flow["steps"]
         if check_stale:
             self._check_stale()
+        # Metaflow reads these when it is first imported. Setting them before any import (the forkserver
+        # preloads Metaflow after this module loads) makes the warm workers see the deploy-time settings.
+        os.environ.update(self._settings_env())
 
     # ----- load-time checks and job-level objects -------------------------------------------------------
 
@@ -125,9 +211,16 @@ class FlowRuntime:
             )
 
     def executor(self):
-        """The executor every generated job uses: one process per op, capped at ``max_workers``."""
+        """The executor every generated job uses: one process per op, capped at ``max_workers``.
+
+        Op processes fork from a server that has already imported dagster and metaflow, so an op starts in
+        milliseconds instead of paying the imports again.
+        """
         return multiprocess_executor.configured(
-            {"max_concurrent": self.flow["options"]["max_workers"]},
+            {
+                "max_concurrent": self.flow["options"]["max_workers"],
+                "start_method": {"forkserver": {"preload_modules": ["dagster", "metaflow"]}},
+            },
             name="metaflow_multiprocess",
         )
 
@@ -180,13 +273,19 @@ class FlowRuntime:
     def _command(self, *tail):
         return [sys.executable, self.flow["file"]] + self._top_level_args() + list(tail)
 
+    def _settings_env(self):
+        """Metaflow settings fixed at deploy time: the deploying user and the local datastore root."""
+        s = self.flow["settings"]
+        env = {"METAFLOW_USER": s["username"]}
+        if s["datastore"] == "local":
+            env["METAFLOW_DATASTORE_SYSROOT_LOCAL"] = os.path.dirname(s["datastore_root"])
+        return env
+
     def _env(self, step=None, extra=None):
         """Environment of a task: allowlisted variables of this worker, Metaflow settings, step vars."""
         s = self.flow["settings"]
         env = {k: v for k, v in os.environ.items() if _env_allowed(k, s["env_allowlist"])}
-        env["METAFLOW_USER"] = s["username"]
-        if s["datastore"] == "local":
-            env["METAFLOW_DATASTORE_SYSROOT_LOCAL"] = os.path.dirname(s["datastore_root"])
+        env.update(self._settings_env())
         if self.flow["configs"]:
             env["METAFLOW_FLOW_CONFIG_VALUE"] = json.dumps(
                 {c["name"]: json.loads(c["value"]) for c in self.flow["configs"]}
@@ -199,21 +298,40 @@ class FlowRuntime:
 
     # ----- running one Metaflow process ------------------------------------------------------------
 
-    def _spawn(self, context, argv, env, timeout, what):
+    def _can_fork(self, step):
+        """Whether a task of ``step`` may run in a fork of this process rather than a new interpreter.
+
+        Forking skips interpreter start-up and the imports (most of a task's cost). It needs the same
+        interpreter and the same Metaflow configuration as this process: a non-local environment (conda,
+        pypi) or a step that sets METAFLOW_* variables runs as a subprocess.
+        """
+        if os.environ.get("METAFLOW_DAGSTER_SUBPROCESS") == "1" or not hasattr(os, "fork"):
+            return False
+        if self.flow["settings"]["environment"] != "local":
+            return False
+        return step is None or not any(k.startswith("METAFLOW_") for k in self.steps[step]["env"])
+
+    def _spawn(self, context, argv, env, timeout, what, fork=False):
         """Run ``argv`` (never through a shell), streaming its output into the Dagster log as it comes.
 
+        ``argv`` is ``[python, flow file, args...]``. With ``fork`` the task runs in a forked child of this
+        process that executes the flow file as ``__main__`` with those args, exactly as the interpreter would.
         Kills the whole process group when ``timeout`` seconds (0 = none) pass. Raises Failure on a non-zero
         exit or a timeout; returns None on success.
         """
-        proc = subprocess.Popen(
-            argv,
-            env=env,
-            cwd=os.path.dirname(self.flow["file"]) or None,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        cwd = os.path.dirname(self.flow["file"]) or None
+        if fork:
+            proc = _ForkedTask(argv[1:], env, cwd)
+        else:
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
         sel = selectors.DefaultSelector()
         sel.register(proc.stdout, selectors.EVENT_READ, ("stdout", context.log.info))
         sel.register(proc.stderr, selectors.EVENT_READ, ("stderr", context.log.error))
@@ -248,6 +366,8 @@ class FlowRuntime:
                             tail = (tail + [line])[-40:]
         sel.close()
         rc = proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
         if timed_out:
             raise Failure(
                 description="%s timed out after %d seconds and was killed" % (what, timeout),
@@ -356,7 +476,8 @@ class FlowRuntime:
         argv = self._command("init", "--run-id", run_id, "--task-id", PARAMS_TASK_ID)
         for tag in self.flow["options"]["tags"]:
             argv += ["--tag", tag]
-        self._spawn(context, argv, self._env(extra=extra), 0, "Metaflow init of run %s" % run_id)
+        what = "Metaflow init of run %s" % run_id
+        self._spawn(context, argv, self._env(extra=extra), 0, what, fork=self._can_fork(None))
         return pathspec
 
     def _run_task(self, context, step, parents, iteration=0, prev=None):
@@ -399,7 +520,7 @@ class FlowRuntime:
             step, pathspec, context.retry_number, ", cloned from %s" % origin if origin else ""
         )
         context.log.info("running %s" % what)
-        self._spawn(context, argv, self._env(step), spec["timeout"], what)
+        self._spawn(context, argv, self._env(step), spec["timeout"], what, fork=self._can_fork(step))
         ds = self._task_datastore(pathspec)
         token = {"step": step, "task": pathspec, "idx": idx, "split": None, "dead": False}
         return token, ds, self._metadata(pathspec, ds)

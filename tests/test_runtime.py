@@ -174,4 +174,32 @@ def test_runtime_imports_only_dagster_metaflow_and_stdlib():
             roots.update(a.name.split(".")[0] for a in node.names)
         elif isinstance(node, ast.ImportFrom):
             roots.add(node.module.split(".")[0])
-    assert roots - set(sys.stdlib_module_names) <= {"dagster", "metaflow"}
+    assert roots - set(sys.stdlib_module_names) - {"__main__"} <= {"dagster", "metaflow"}
+
+
+def test_forked_task_runs_the_file_as_main_and_streams_output(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import os, sys\n"
+        "print('argv', sys.argv[1:], 'env', os.environ.get('ONLY'), 'other', os.environ.get('HOME'))\n"
+        "print('to stderr', file=sys.stderr)\n"
+        "assert __name__ == '__main__'\n"
+        "sys.exit(int(sys.argv[1]))\n"
+    )
+    rt = FlowRuntime(make_flow(tmp_path))
+    ctx = build_op_context()
+    rt._spawn(ctx, [sys.executable, str(script), "0"], {"ONLY": "yes"}, 0, "forked", fork=True)
+    with pytest.raises(Failure, match="forked failed with exit code 7"):
+        rt._spawn(ctx, [sys.executable, str(script), "7"], {"ONLY": "yes"}, 0, "forked", fork=True)
+    proc = runtime._ForkedTask([str(script), "0"], {"ONLY": "x"}, str(tmp_path))
+    out = proc.stdout.read().decode()
+    assert proc.wait() == 0
+    assert out.strip() == "argv ['0'] env x other None"
+
+
+def test_forked_task_is_killed_on_timeout(tmp_path):
+    script = tmp_path / "sleep.py"
+    script.write_text("import time\ntime.sleep(60)\n")
+    rt = FlowRuntime(make_flow(tmp_path))
+    with pytest.raises(Failure, match="timed out after 1 seconds"):
+        rt._spawn(build_op_context(), [sys.executable, str(script)], {}, 1, "sleeper", fork=True)
