@@ -298,6 +298,15 @@ class FlowRuntime:
 
     # ----- running one Metaflow process ------------------------------------------------------------
 
+    def _task_cwd(self):
+        """Where tasks run: beside a local datastore's ``.metaflow`` (where ``create`` ran), as
+        ``python flow.py run`` would, so Metaflow's cwd-relative defaults (cards) find the same place;
+        otherwise the flow's directory."""
+        s = self.flow["settings"]
+        if s["datastore"] == "local":
+            return os.path.dirname(s["datastore_root"])
+        return os.path.dirname(self.flow["file"])
+
     def _can_fork(self, step):
         """Whether a task of ``step`` may run in a fork of this process rather than a new interpreter.
 
@@ -319,7 +328,7 @@ class FlowRuntime:
         Kills the whole process group when ``timeout`` seconds (0 = none) pass. Raises Failure on a non-zero
         exit or a timeout; returns None on success.
         """
-        cwd = os.path.dirname(self.flow["file"]) or None
+        cwd = self._task_cwd()
         if fork:
             proc = _ForkedTask(argv[1:], env, cwd)
         else:
@@ -422,6 +431,26 @@ class FlowRuntime:
 
     # ----- one task ---------------------------------------------------------------------------------
 
+    def _time_limit(self, context, step_timeout):
+        """Seconds this task may run: its @timeout, capped by what is left of ``--workflow-timeout``.
+
+        The run's budget counts from the run's start as Dagster recorded it; when it is spent the task does
+        not start and the op fails without retries.
+        """
+        budget = self.flow["options"]["workflow_timeout"]
+        if not budget:
+            return step_timeout
+        record = context.instance.get_run_record_by_id(context.run_id)
+        started = (record and record.start_time) or time.time()
+        left = int(budget - (time.time() - started))
+        if left <= 0:
+            raise Failure(
+                description="run exceeded the workflow timeout of %d seconds" % budget,
+                metadata={"workflow_timeout": budget},
+                allow_retries=False,
+            )
+        return min(step_timeout, left) if step_timeout else left
+
     def _parents(self, step, inputs):
         wanted = set(self.steps[step]["in"])
         return [t for t in flatten_tokens(inputs) if t["step"] in wanted]
@@ -520,7 +549,8 @@ class FlowRuntime:
             step, pathspec, context.retry_number, ", cloned from %s" % origin if origin else ""
         )
         context.log.info("running %s" % what)
-        self._spawn(context, argv, self._env(step), spec["timeout"], what, fork=self._can_fork(step))
+        timeout = self._time_limit(context, spec["timeout"])
+        self._spawn(context, argv, self._env(step), timeout, what, fork=self._can_fork(step))
         ds = self._task_datastore(pathspec)
         token = {"step": step, "task": pathspec, "idx": idx, "split": None, "dead": False}
         return token, ds, self._metadata(pathspec, ds)

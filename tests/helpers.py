@@ -92,3 +92,13 @@ def metaflow_run(flow_name, dagster_run):
     namespace(None)
     run_id = dagster_run.tags.get("metaflow/run_id") or "dagster-" + dagster_run.run_id.replace("-", "")[:20]
     return Run("%s/%s" % (flow_name, run_id))
+
+
+def flow_literal(defs_path):
+    """The FLOW literal of a generated definitions file, read without executing it."""
+    import ast
+
+    for node in ast.parse(open(defs_path).read()).body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "FLOW":
+            return ast.literal_eval(node.value)
+    raise AssertionError("no FLOW literal in %s" % defs_path)
