@@ -41,6 +41,7 @@ from dagster import (
 )
 
 RUN_ID_TAG = "metaflow/run_id"
+TRIGGER_ENV = "METAFLOW_DAGSTER_TRIGGERS"
 ORIGIN_RUN_TAG = "metaflow/origin_run_id"
 RESUME_STEP_TAG = "metaflow/resume_step"
 PARAMS_TASK_ID = "params"
@@ -104,6 +105,12 @@ def _exec_as_main(path):
         code = compile(f.read(), path, "exec")
     namespace = __main__.__dict__
     namespace.update(__name__="__main__", __file__=path, ForeachFrame=tuple_util.ForeachFrame)
+    triggers = os.environ.get(TRIGGER_ENV)
+    if triggers:
+        from metaflow import current
+        from metaflow.events import Trigger
+
+        current._update_env({"trigger": Trigger(json.loads(triggers))})
     exec(code, namespace)
 
 
@@ -241,6 +248,14 @@ class FlowRuntime:
                 kw["is_required"] = bool(p["required"])
             schema[p["name"]] = Field(types[p["type"]], **kw)
         return schema
+
+    def event_sensor(self, job):
+        """The sensor that runs ``job`` for the flow's ``@trigger`` events (see EventSensorLogic)."""
+        return _event_sensor(self, job)
+
+    def event_assets(self):
+        """An AssetSpec per event the flow listens to, so the UI shows event -> job."""
+        return _event_assets(self)
 
     # ----- ids, commands, environment ----------------------------------------------------------------
 
@@ -509,6 +524,23 @@ class FlowRuntime:
         self._spawn(context, argv, self._env(extra=extra), 0, what, fork=self._can_fork(None))
         return pathspec
 
+    def _triggers(self, context):
+        """The events that started this run, as Metaflow's Trigger API describes them, or []."""
+        return json.loads(context.run.tags.get(TRIGGERS_TAG) or "[]")
+
+    def _register_triggers(self, pathspec, triggers):
+        """Record ``execution-triggers`` on the start task: what ``Run(...).trigger`` reads."""
+        from types import SimpleNamespace
+
+        from metaflow.metadata_provider import MetaDatum
+        from metaflow.plugins import METADATA_PROVIDERS
+
+        impl = next(m for m in METADATA_PROVIDERS if m.TYPE == self.flow["settings"]["metadata"])
+        provider = impl(None, SimpleNamespace(name=self.flow["name"]), None, None)
+        run_id, step, task_id = pathspec.split("/")
+        datum = MetaDatum(field="execution-triggers", value=json.dumps(triggers), type="execution-triggers", tags=[])
+        provider.register_metadata(run_id, step, task_id, [datum])
+
     def _run_task(self, context, step, parents, iteration=0, prev=None):
         """Run Metaflow task ``step`` for ``parents`` (live tokens). Returns (token, datastore, metadata)."""
         from metaflow.util import compress_list
@@ -550,7 +582,11 @@ class FlowRuntime:
         )
         context.log.info("running %s" % what)
         timeout = self._time_limit(context, spec["timeout"])
-        self._spawn(context, argv, self._env(step), timeout, what, fork=self._can_fork(step))
+        triggers = self._triggers(context)
+        extra = {TRIGGER_ENV: json.dumps(triggers)} if triggers else None
+        self._spawn(context, argv, self._env(step, extra), timeout, what, fork=self._can_fork(step))
+        if triggers and step == self.flow["start_step"] and not origin:
+            self._register_triggers(pathspec, triggers)
         ds = self._task_datastore(pathspec)
         token = {"step": step, "task": pathspec, "idx": idx, "split": None, "dead": False}
         return token, ds, self._metadata(pathspec, ds)
@@ -648,3 +684,227 @@ class FlowRuntime:
             groups.setdefault(tuple(t["idx"][:depth]), []).append(t)
         for key in sorted(groups):
             yield DynamicOutput(groups[key], mapping_key=mapping_key(list(key)))
+
+
+# ----- events: @trigger sensors over Dagster's own event log ----------------------------------------------
+
+EVENT_ASSET_PREFIX = "metaflow_event"
+TRIGGERS_TAG = "metaflow/triggers"
+MAX_PAYLOAD_BYTES = 256 * 1024
+_EVENT_PAGE = 200
+_TICK_BUDGET_SECONDS = 20.0
+
+
+class BadEvent(Exception):
+    """An event that cannot start a run; the sensor skips it and logs this reason."""
+
+
+def event_asset_key(name):
+    """The asset key of event ``name``: ``metaflow_event/<name>``, lossless for every valid event name."""
+    from dagster import AssetKey
+
+    return AssetKey([EVENT_ASSET_PREFIX, name])
+
+
+def coerce_param(ptype, value, where):
+    """``value`` from an event payload converted to a Parameter of type ``ptype``, as run config."""
+    if isinstance(value, (dict, list)) and ptype != "json":
+        raise BadEvent("%s: expected a %s, got a JSON %s" % (where, ptype, type(value).__name__))
+    try:
+        if ptype == "json":
+            if isinstance(value, str):
+                json.loads(value)
+                return value
+            return json.dumps(value)
+        if ptype == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("true", "1", "yes"):
+                return True
+            if text in ("false", "0", "no"):
+                return False
+            raise ValueError(value)
+        if isinstance(value, bool):
+            raise ValueError(value)
+        if ptype == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value) if not isinstance(value, str) else int(value.strip())
+        if ptype == "float":
+            return float(value)
+        return value if isinstance(value, str) else str(value)
+    except (TypeError, ValueError):
+        raise BadEvent("%s: %r is not a valid %s" % (where, value, ptype)) from None
+
+
+def read_event(record):
+    """The Metaflow event in an event-log record: ``{name, id, timestamp, payload, storage_id}``.
+
+    Every metadata entry of the materialization is a payload field. An event published without
+    Metaflow's envelope (plain HTTP) gets its id from the storage id and its timestamp from the log.
+    """
+    mat = record.asset_materialization
+    payload = {k: v.value for k, v in (mat.metadata or {}).items()}
+    size = len(json.dumps(payload, default=str))
+    if size > MAX_PAYLOAD_BYTES:
+        raise BadEvent("payload of %d bytes is larger than the %d allowed" % (size, MAX_PAYLOAD_BYTES))
+    return {
+        "name": mat.asset_key.path[-1],
+        "id": str(payload.get("id") or "dagster-event-%d" % record.storage_id),
+        "timestamp": int(payload.get("timestamp") or record.timestamp),
+        "payload": payload,
+        "storage_id": record.storage_id,
+    }
+
+
+class EventSensorLogic:
+    """What a ``@trigger`` sensor does on a tick, kept apart from Dagster's decorator to test it.
+
+    ``triggers`` is FLOW["triggers"]: ``{"events": [{"name", "parameters"}], "options": {...}}``. With one
+    event and no ``parameters`` the default mapping applies (every Parameter from the payload field of its
+    lower-cased name). Several events mean AND: the latest of each waits in the cursor until all have
+    arrived; ``options["reset_at"]`` (``{"cron", "timezone"}``) drops waiting events older than the latest
+    cron tick. The cursor is ``{"after": {event: storage id}, "pending": {event: event}}``.
+    """
+
+    def __init__(self, flow, triggers):
+        self.flow = flow
+        self.events = triggers["events"]
+        self.options = triggers.get("options") or {}
+        self.params = {p["name"]: p for p in flow["parameters"]}
+
+    def mapping(self, spec):
+        if len(self.events) == 1 and not spec.get("parameters"):
+            return {name: name.lower() for name in self.params}, True
+        return dict(spec.get("parameters") or {}), False
+
+    def run_config(self, fired):
+        """Run config for the events in ``fired`` (one per trigger); raises BadEvent."""
+        config = {}
+        for spec in self.events:
+            event = fired[spec["name"]]
+            mapping, default = self.mapping(spec)
+            for param, field in mapping.items():
+                p = self.params.get(param)
+                if p is None:
+                    raise BadEvent("event %s maps field %r to unknown parameter %r" % (spec["name"], field, param))
+                if field in event["payload"]:
+                    where = "event %s (id %s) field %r for parameter %r" % (spec["name"], event["id"], field, param)
+                    config[param] = coerce_param(p["type"], event["payload"][field], where)
+                elif not default and p["required"] and p["default"] is None:
+                    raise BadEvent("event %s (id %s) lacks field %r for required parameter %r"
+                                   % (spec["name"], event["id"], field, param))
+        for name, p in self.params.items():
+            if p["required"] and p["default"] is None and name not in config:
+                raise BadEvent("no event field feeds required parameter %r" % name)
+        return config
+
+    def _reset_boundary(self, now):
+        reset = self.options.get("reset_at")
+        if not reset:
+            return None
+        from dagster._utils.schedules import reverse_cron_string_iterator
+
+        cron = " ".join(reset["cron"].replace("?", "*").split()[:5])
+        return next(reverse_cron_string_iterator(now, cron, reset.get("timezone") or "UTC")).timestamp()
+
+    def tick(self, instance, cursor, now, log):
+        """One tick: returns (run requests as (run_key, config, triggers), new cursor)."""
+        from dagster import AssetRecordsFilter
+
+        state = json.loads(cursor) if cursor else {"after": {}, "pending": {}}
+        requests = []
+        started = time.monotonic()
+        boundary = self._reset_boundary(now)
+        if boundary is not None:
+            for name in [n for n, e in state["pending"].items() if e["timestamp"] < boundary]:
+                log.info("dropping waiting event %s (id %s): reset_at passed" % (name, state["pending"][name]["id"]))
+                del state["pending"][name]
+        names = [e["name"] for e in self.events]
+        for name in names:
+            while time.monotonic() - started < _TICK_BUDGET_SECONDS:
+                result = instance.fetch_materializations(
+                    AssetRecordsFilter(asset_key=event_asset_key(name), after_storage_id=state["after"].get(name)),
+                    limit=_EVENT_PAGE,
+                    ascending=True,
+                )
+                for record in result.records:
+                    state["after"][name] = record.storage_id
+                    try:
+                        event = read_event(record)
+                    except BadEvent as e:
+                        log.warning("skipping event %s at storage id %d: %s" % (name, record.storage_id, e))
+                        continue
+                    state["pending"][name] = event
+                    if len(names) == 1 or all(n in state["pending"] for n in names):
+                        fired = {n: state["pending"].pop(n) for n in names}
+                        try:
+                            config = self.run_config(fired)
+                        except BadEvent as e:
+                            log.warning("skipping event %s: %s" % (name, e))
+                            continue
+                        requests.append((
+                            "+".join(fired[n]["id"] for n in names),
+                            config,
+                            [{"timestamp": fired[n]["timestamp"], "id": fired[n]["id"], "name": n, "type": "event"}
+                             for n in names],
+                        ))
+                if len(result.records) < _EVENT_PAGE:
+                    break
+        return requests, json.dumps(state, sort_keys=True)
+
+
+def _sensor_name(job_name, events):
+    label = "_and_".join("".join(c if c.isalnum() or c == "_" else "_" for c in e["name"]) for e in events)
+    return ("%s_on_%s" % (job_name, label))[:200]
+
+
+def _event_sensor(runtime, job):
+    """The Dagster sensor of a flow's ``@trigger``: one run per event (or per complete set of events)."""
+    from dagster import DefaultSensorStatus, RunRequest, SkipReason, sensor
+
+    triggers = runtime.flow["triggers"]
+    logic = EventSensorLogic(runtime.flow, triggers)
+    interval = int((triggers.get("options") or {}).get("interval", 2))
+    start = runtime.flow["start_step"]
+    deploy_tags = runtime.flow["options"]["tags"]
+
+    @sensor(
+        name=_sensor_name(runtime.flow["job_name"], triggers["events"]),
+        job=job,
+        minimum_interval_seconds=interval,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Runs %s for each event %s published to the Dagster event log"
+        % (runtime.flow["name"], " + ".join(e["name"] for e in triggers["events"])),
+    )
+    def _sensor(context):
+        requests, cursor = logic.tick(context.instance, context.cursor, time.time(), context.log)
+        context.update_cursor(cursor)
+        if not requests:
+            return SkipReason("no new events")
+        return [
+            RunRequest(
+                run_key="event:" + key,
+                run_config={"ops": {start: {"config": config}}},
+                tags={
+                    TRIGGERS_TAG: json.dumps(trig),
+                    "metaflow/event_ids": ",".join(t["id"] for t in trig),
+                    "metaflow/deploy_tags": json.dumps(deploy_tags),
+                },
+            )
+            for key, config, trig in requests
+        ]
+
+    return _sensor
+
+
+def _event_assets(runtime):
+    from dagster import AssetSpec
+
+    return [
+        AssetSpec(event_asset_key(e["name"]), description="Metaflow event %s (publish to trigger %s)"
+                  % (e["name"], runtime.flow["name"]), group_name=EVENT_ASSET_PREFIX)
+        for e in (runtime.flow.get("triggers") or {}).get("events", [])
+    ]
+
