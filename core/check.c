@@ -9,11 +9,12 @@
  *   - each step has as many next steps as its kind allows (STEP_KINDS); the end step has kind STEP_END;
  *   - split and foreach steps have a matching_join of kind STEP_JOIN; foreach steps have a foreach_var;
  *   - switch steps, and only they, have a condition and at least one case, each case target in next;
- *   - split_parents name split or foreach steps; each in_funcs entry has this step in its next;
+ *   - split_parents name split or foreach steps; in_funcs names no step twice; each in_funcs entry has this
+ *     step in its next, and each next entry but the step itself has this step in its in_funcs;
  *   - the only cycles are switch cases back to their own step;
  *   - no switch case goes straight into a join, and a foreach join has a single in_func;
  *   - no decorator or step feature is one the matrix rejects;
- *   - Step.depth is set.
+ *   - Step.depth is set, with mfd_is_foreach_join deciding which joins close a foreach.
  *
  * Problems are reported at the step's source line and checking goes on. The graph-wide checks need resolved
  * names, so they are skipped when a step name is not an identifier, is defined twice or a reference did not
@@ -260,20 +261,46 @@ check_step(Compile *c, Step *s)
 	}
 }
 
-/* Reports in_funcs entries that do not go to their step: lowering follows both directions of each edge. */
+static int
+comes_from(const Step *s, const Step *t)
+{
+	size_t i;
+
+	for (i = 0; i < s->nin; i++)
+		if (s->in[i].step == t)
+			return 1;
+	return 0;
+}
+
+/*
+ * Reports edges that next and in_funcs do not both list, and in_funcs entries that repeat. Lowering orders the
+ * steps by counting in_funcs and following next, so the two must describe the same edges. A next entry may
+ * repeat (several switch cases going to one step); a self-loop lives in next only.
+ */
 static void
 check_in_funcs(Compile *c)
 {
 	const Step *t;
 	Step *s;
-	size_t i, k;
+	size_t i, k, j;
 
 	for (i = 0; i < c->flow->nsteps; i++) {
 		s = &c->flow->steps[i];
 		for (k = 0; k < s->nin; k++) {
 			t = s->in[k].step;
-			if (!goes_to(t, s))
+			for (j = 0; j < k && s->in[j].step != t; j++)
+				;
+			if (j < k)
+				error_at(c, s, "in_funcs names '%s' twice", t->name);
+			else if (!goes_to(t, s))
 				error_at(c, s, "in_funcs names '%s', whose next does not include this step", t->name);
+		}
+		for (k = 0; k < s->nnext; k++) {
+			t = s->next[k].step;
+			for (j = 0; j < k && s->next[j].step != t; j++)
+				;
+			if (j == k && t != s && !comes_from(t, s))
+				error_at(c, s, "next names '%s', whose in_funcs does not include this step", t->name);
 		}
 	}
 }
@@ -369,27 +396,31 @@ check_joins(Compile *c)
 }
 
 /*
+ * Returns 1 when s joins a foreach: a join step whose innermost split parent is a foreach. Metaflow lists the
+ * split a join closes last among its split_parents, so that foreach is the one the join closes.
+ */
+int
+mfd_is_foreach_join(const Step *s)
+{
+	return s->kind == STEP_JOIN && s->nparents > 0 && s->parents[s->nparents - 1].step->kind == STEP_FOREACH;
+}
+
+/*
  * Sets Step.depth: the number of foreach levels the step's tasks run in. That is the foreach steps among its
- * split_parents, less one for the join that closes the innermost of them (a join lists the split it closes).
+ * split_parents, less one when the step is the join that closes the innermost of them.
  */
 static void
 set_depths(Flow *f)
 {
-	const Step *inner;
 	Step *s;
 	size_t i, k;
 
 	for (i = 0; i < f->nsteps; i++) {
 		s = &f->steps[i];
 		s->depth = 0;
-		inner = NULL;
 		for (k = 0; k < s->nparents; k++)
-			if (s->parents[k].step->kind == STEP_FOREACH) {
-				s->depth++;
-				inner = s->parents[k].step;
-			}
-		if (inner && inner->join.step == s)
-			s->depth--;
+			s->depth += s->parents[k].step->kind == STEP_FOREACH;
+		s->depth -= mfd_is_foreach_join(s);
 	}
 }
 

@@ -25,6 +25,7 @@
 
 typedef struct Step Step;
 typedef struct Compile Compile;
+typedef struct Plan Plan;
 
 /* Tables, as X-macros: each enum and its names come from one list. */
 
@@ -333,15 +334,18 @@ int mfd_read_ir(Compile *c);
 DecoKind mfd_deco_lookup(const char *name);
 DecoHandling mfd_deco_handling(DecoKind k);
 Step *mfd_find_step(const Flow *f, const char *name);
+int mfd_is_foreach_join(const Step *s);
 int mfd_check(Compile *c);
 
 /* names.c */
 
 #define NAME_KINDS(X) \
-	X(NAME_OP,       "op_", "")          /* the @op function (and op name) of a step */ \
-	X(NAME_JOB,      "",    "")          /* the @job */ \
-	X(NAME_SCHEDULE, "",    "_schedule") /* the schedule of the job */ \
-	X(NAME_SENSOR,   "",    "_sensor")   /* the event sensor of the job */
+	X(NAME_OP,       "op_",      "")          /* the @op function of a step */ \
+	X(NAME_FANOUT,   "fanout__", "")          /* the barrier op (and its function) fanning out a nested foreach */ \
+	X(NAME_GATHER,   "gather__", "")          /* the barrier op (and its function) regrouping a step's inputs */ \
+	X(NAME_JOB,      "",         "")          /* the @job */ \
+	X(NAME_SCHEDULE, "",         "_schedule") /* the schedule of the job */ \
+	X(NAME_SENSOR,   "",         "_sensor")   /* the event sensor of the job */
 
 typedef enum NameKind {
 #define X(kind, prefix, suffix) kind,
@@ -354,6 +358,82 @@ const char *mfd_name(MfdArena *a, NameKind k, const char *s);
 
 /* lower.c */
 
+/*
+ * What an op's body does: the FlowRuntime method it calls and how it hands the result on. A generator op
+ * ("yield from") has several or dynamic outputs.
+ */
+#define OP_FORMS(X) \
+	X(OP_FAN_OUT, "fan_out", "yield from") /* a foreach at level 0: one DynamicOutput per item */ \
+	X(OP_FOREACH, "foreach", "return")     /* a foreach at level >= 1: one token that carries its splits */ \
+	X(OP_SWITCH,  "switch",  "yield from") /* a split-switch: one output per target step */ \
+	X(OP_RUN,     "run",     "return")     /* every other step */
+
+typedef enum OpForm {
+#define X(form, method, hand_on) form,
+	OP_FORMS(X)
+#undef X
+} OpForm;
+
+typedef enum SegKind {
+	SEG_NATIVE,  /* mapped over the DynamicOut of a foreach at level 0 */
+	SEG_EXPAND,  /* mapped over a fanout barrier that flattens a foreach at level >= 1 */
+	SEG_REGROUP, /* mapped over a gather barrier: a foreach join, or a step whose parents are in different segments */
+} SegKind;
+
+/*
+ * One op: a step with everything emit prints for it. Names and expressions are final Python text, so emit
+ * only lays them out.
+ */
+typedef struct PlanOp {
+	const Step *step;
+	int pos;                 /* position in Plan.ops (topological) */
+	int seg;                 /* index in Plan.segs, or -1 for an op called in the job body itself */
+	int head;                /* opens its segment: called with the segment function's parameter */
+	int foreach_join;        /* mfd_is_foreach_join */
+	OpForm form;
+	const char *fn;          /* the op function, op_<step> */
+	struct PlanOp **parents; /* in_funcs without the step itself, in the IR's order */
+	size_t nparents;
+	const char **inputs;     /* the op function's parameters after context */
+	size_t ninputs;
+	const char **targets;    /* split-switch: the distinct case targets other than the step, in case order */
+	size_t ntargets;
+	const char **outputs;    /* the job variables the call assigns: the step, or <switch>__<target> per target */
+	size_t noutputs;
+	const char **args;       /* the call's arguments in the job body */
+	size_t nargs;
+} PlanOp;
+
+/* A run of ops mapped over one dynamic output: a nested function in the job body. */
+typedef struct Segment {
+	SegKind kind;
+	int id;                  /* index in Plan.segs; the function is segment_<id> */
+	int level;               /* foreach levels its ops run in: the head's depth */
+	PlanOp *head;            /* the op that opened it, first of members */
+	PlanOp *src;             /* native, expand: the foreach it maps over; regroup: the head */
+	PlanOp **members;        /* its ops, in topological order */
+	size_t nmembers;
+	const char *param;       /* the segment function's parameter: src's step name, or "bundle" */
+	const char *source;      /* what the job maps: src's variable, or a call of the barrier op */
+	const char *barrier;     /* fanout__<src> or gather__<head>; NULL for native */
+	const char **inputs;     /* the barrier function's parameters after context */
+	size_t ninputs;
+	const char **outs;       /* the handles consumed outside the segment, in order of first use */
+	size_t nouts;
+} Segment;
+
+struct Plan {
+	PlanOp *ops;             /* one per step, in topological order */
+	size_t nops;
+	PlanOp **bystep;         /* the op of each step, by Step.index */
+	Segment *segs;           /* in the order of their heads */
+	size_t nsegs;
+	size_t nbarriers;        /* segments with a barrier op */
+	const char *job;         /* the job function */
+};
+
+const char *mfd_op_method(OpForm f);
+const char *mfd_op_hand_on(OpForm f);
 int mfd_lower(Compile *c);
 
 /* emit.c */
@@ -367,6 +447,7 @@ struct Compile {
 	const MfdValue *ir;  /* the input tree, in the caller's arena */
 	const char *runtime; /* runtime module source, pasted verbatim by emit */
 	Flow *flow;          /* built by mfd_read_ir */
+	Plan *plan;          /* built by mfd_lower */
 	Diags diags;
 	StrBuf out;          /* the generated module */
 	jmp_buf oom;         /* where a failed allocation lands */

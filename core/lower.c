@@ -1,14 +1,778 @@
 /*
- * lower.c: from the checked Flow to the Dagster plan that emit.c prints.
+ * lower.c: from the checked Flow to the Plan that emit.c prints (docs/codegen.md, "Levels and segments").
  *
- * This version has no plan of its own: emit.c prints straight from the Flow, so there is nothing to lower
- * yet. The pass keeps its place in the driver's list and its contract: it runs only on a flow that check.c
- * accepted, reports problems as diagnostics and returns the number of errors so far.
+ * The plan holds one PlanOp per step in topological order (Kahn's algorithm, self-loops ignored, ties taken in
+ * the IR's order) and the segments: runs of ops mapped over one dynamic output, each a nested function in the
+ * job body. Every name and expression the job body needs (op inputs, call arguments, switch handles, what each
+ * segment maps over and returns) is decided here as final Python text, so emit.c only lays text out.
+ *
+ * Lowering runs only on a flow check.c accepted, and reports what the generated file could not express: a
+ * step the order would place before one of its parents, a step inside a foreach that nothing reaches, text
+ * that would break out of a comment, a job name that is not an identifier, and any generated name used for
+ * two things (Dagster op names, module-level functions, job variables, an op function's parameters). When it
+ * reports no error, Compile.plan is complete and every generated name means one thing.
  */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "internal.h"
 
+static const struct {
+	const char *method;
+	const char *hand_on;
+} forms[] = {
+#define X(form, method, hand_on) {method, hand_on},
+	OP_FORMS(X)
+#undef X
+};
+
+const char *
+mfd_op_method(OpForm f)
+{
+	return forms[f].method;
+}
+
+const char *
+mfd_op_hand_on(OpForm f)
+{
+	return forms[f].hand_on;
+}
+
+/* Reports a problem at step s (its names are identifiers by now), or at the flow when s is NULL. */
+static void
+error_at(Compile *c, const Step *s, const char *fmt, ...) MFD_PRINTF(3, 4);
+
+static void
+error_at(Compile *c, const Step *s, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+
+	va_start(ap, fmt);
+	msg = mfd_vprintf(c->arena, fmt, ap);
+	va_end(ap);
+	mfd_diag(&c->diags, MFD_ERROR, s ? s->name : NULL, s ? s->file : c->flow->file, s ? s->line : 0, "%s", msg);
+}
+
+/* Topological order */
+
+/* A binary min-heap of step indices: the ready steps of Kahn's algorithm, so the first in the IR comes out first. */
+typedef struct Heap {
+	int *v;   /* room for every step: each is pushed at most once */
+	size_t n;
+} Heap;
+
+static void
+heap_push(Heap *h, int x)
+{
+	size_t i = h->n++, up;
+
+	while (i > 0 && h->v[up = (i - 1) / 2] > x) {
+		h->v[i] = h->v[up];
+		i = up;
+	}
+	h->v[i] = x;
+}
+
+static int
+heap_pop(Heap *h)
+{
+	int top = h->v[0], x = h->v[--h->n];
+	size_t i = 0, kid;
+
+	while ((kid = 2 * i + 1) < h->n) {
+		if (kid + 1 < h->n && h->v[kid + 1] < h->v[kid])
+			kid++;
+		if (x <= h->v[kid])
+			break;
+		h->v[i] = h->v[kid];
+		i = kid;
+	}
+	h->v[i] = x;
+	return top;
+}
+
+/*
+ * Fills order with the steps in topological order: a step is ready once next edges (self-loops aside) have
+ * been followed into it as many times as it has in_funcs other than itself, and the ready step first in the IR
+ * goes first. Returns the number of steps placed, which check.c's invariants (in_funcs without repeats, each
+ * in_funcs entry in its step's next, no cycle but self-loops) make every step.
+ */
+static size_t
+topo_order(Compile *c, Step **order)
+{
+	Flow *f = c->flow;
+	long *pending = mfd_alloc(c->arena, f->nsteps * sizeof *pending);
+	Heap ready = {mfd_alloc(c->arena, f->nsteps * sizeof *ready.v), 0};
+	Step *s, *t;
+	size_t i, k, n = 0;
+
+	for (i = 0; i < f->nsteps; i++) {
+		s = &f->steps[i];
+		for (k = 0; k < s->nin; k++)
+			pending[i] += s->in[k].step != s;
+		if (pending[i] == 0)
+			heap_push(&ready, (int)i);
+	}
+	while (ready.n > 0) {
+		s = order[n++] = &f->steps[heap_pop(&ready)];
+		for (k = 0; k < s->nnext; k++) {
+			t = s->next[k].step;
+			if (t != s && --pending[t->index] == 0)
+				heap_push(&ready, t->index);
+		}
+	}
+	return n;
+}
+
+/* Ops */
+
+/* Builds Plan.ops in order and links each op to its parents' ops. */
+static Plan *
+new_plan(Compile *c, Step **order, size_t n)
+{
+	Plan *p = mfd_alloc(c->arena, sizeof *p);
+	PlanOp *op;
+	const Step *s;
+	size_t i, k;
+
+	p->ops = mfd_alloc(c->arena, n * sizeof *p->ops);
+	p->nops = n;
+	p->bystep = mfd_alloc(c->arena, c->flow->nsteps * sizeof *p->bystep);
+	for (i = 0; i < n; i++) {
+		op = &p->ops[i];
+		op->step = order[i];
+		op->pos = (int)i;
+		op->seg = -1;
+		op->foreach_join = mfd_is_foreach_join(op->step);
+		op->fn = mfd_name(c->arena, NAME_OP, op->step->name);
+		p->bystep[op->step->index] = op;
+	}
+	for (i = 0; i < n; i++) {
+		op = &p->ops[i];
+		s = op->step;
+		op->parents = mfd_alloc(c->arena, s->nin * sizeof *op->parents);
+		for (k = 0; k < s->nin; k++)
+			if (s->in[k].step != s)
+				op->parents[op->nparents++] = p->bystep[s->in[k].step->index];
+	}
+	return p;
+}
+
+/* The number of times s lists t in next. */
+static size_t
+times_next(const Step *s, const Step *t)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < s->nnext; i++)
+		n += s->next[i].step == t;
+	return n;
+}
+
+/*
+ * Reports the steps the plan cannot place. A step becomes ready too early when a parent lists it more than
+ * once in next (several switch cases going to it) and it has other parents: the job would then use a parent's
+ * output before the parent runs. A step inside a foreach must be reached from a parent, or there is no item
+ * to run it for. Returns the number of problems.
+ */
+static int
+check_order(Compile *c, const Plan *p)
+{
+	const PlanOp *op, *q, *late;
+	const char *twice;
+	int problems = 0;
+	size_t i, k;
+
+	for (i = 0; i < p->nops; i++) {
+		op = &p->ops[i];
+		late = NULL;
+		twice = NULL;
+		for (k = 0; k < op->nparents; k++) {
+			q = op->parents[k];
+			if (q->pos > op->pos && !late)
+				late = q;
+			if (times_next(q->step, op->step) > 1 && !twice)
+				twice = q->step->name;
+		}
+		if (late && twice) {
+			error_at(c, op->step, "'%s' lists this step more than once in next, which would order it before its "
+				"parent '%s'", twice, late->step->name);
+			problems++;
+		} else if (late) {
+			error_at(c, op->step, "the step would be ordered before its parent '%s'", late->step->name);
+			problems++;
+		} else if (op->step->depth > 0 && op->nparents == 0 && !op->foreach_join) {
+			error_at(c, op->step, "the step runs inside a foreach (level %d) but has no in_funcs", op->step->depth);
+			problems++;
+		}
+	}
+	return problems;
+}
+
+/* Segments */
+
+static Segment *
+new_segment(Plan *p, SegKind kind, PlanOp *head, PlanOp *src)
+{
+	Segment *sg = &p->segs[p->nsegs];
+
+	sg->kind = kind;
+	sg->id = (int)p->nsegs++;
+	sg->level = head->step->depth;
+	sg->head = head;
+	sg->src = src;
+	head->seg = sg->id;
+	head->head = 1;
+	p->nbarriers += kind != SEG_NATIVE;
+	return sg;
+}
+
+/* Returns 1 when the parents of op are not all in one segment (counting "no segment" as one). */
+static int
+parents_span_segments(const PlanOp *op)
+{
+	size_t k;
+
+	for (k = 1; k < op->nparents; k++)
+		if (op->parents[k]->seg != op->parents[0]->seg)
+			return 1;
+	return 0;
+}
+
+/*
+ * Puts every op at a foreach level into a segment, in one pass in topological order: an op fed by a foreach
+ * opens a segment mapped over that foreach (native at level 0, expand deeper); a foreach join, or an op whose
+ * parents lie in different segments, opens a regroup segment; any other op joins its first parent's segment.
+ * check_order made sure such an op has a parent.
+ */
+static void
+find_segments(Compile *c, Plan *p)
+{
+	PlanOp *op, *fe;
+	Segment *sg;
+	size_t i, k;
+
+	p->segs = mfd_alloc(c->arena, p->nops * sizeof *p->segs);
+	for (i = 0; i < p->nops; i++) {
+		op = &p->ops[i];
+		if (op->step->depth == 0)
+			continue;
+		fe = NULL;
+		for (k = 0; k < op->nparents && !fe; k++)
+			if (op->parents[k]->step->kind == STEP_FOREACH)
+				fe = op->parents[k];
+		if (fe)
+			new_segment(p, fe->step->depth == 0 ? SEG_NATIVE : SEG_EXPAND, op, fe);
+		else if (op->foreach_join || parents_span_segments(op))
+			new_segment(p, SEG_REGROUP, op, op);
+		else
+			op->seg = op->parents[0]->seg;
+	}
+	for (i = 0; i < p->nops; i++)
+		if (p->ops[i].seg >= 0)
+			p->segs[p->ops[i].seg].nmembers++;
+	for (k = 0; k < p->nsegs; k++) {
+		sg = &p->segs[k];
+		sg->members = mfd_alloc(c->arena, sg->nmembers * sizeof *sg->members);
+		sg->nmembers = 0;
+	}
+	for (i = 0; i < p->nops; i++)
+		if (p->ops[i].seg >= 0) {
+			sg = &p->segs[p->ops[i].seg];
+			sg->members[sg->nmembers++] = &p->ops[i];
+		}
+}
+
+/* Names and expressions */
+
+/* An op input's parameter name: Dagster reserves "context" for the op context. */
+static const char *
+input_name(const char *step)
+{
+	return strcmp(step, "context") == 0 ? "context_" : step;
+}
+
+/* The job variable holding what parent hands to child: a switch has one output per target. */
+static const char *
+handle(Compile *c, const PlanOp *parent, const PlanOp *child)
+{
+	if (parent->step->kind != STEP_SWITCH)
+		return parent->step->name;
+	return mfd_printf(c->arena, "%s__%s", parent->step->name, child->step->name);
+}
+
+/* Returns 1 when op is a level-0 step (not a join) that several parents reach: it takes one fan-in list. */
+static int
+takes_cases(const PlanOp *op)
+{
+	return op->step->depth == 0 && op->step->kind != STEP_JOIN && op->nparents > 1;
+}
+
+/* Sets the distinct switch case targets of op other than op itself, in case order. */
+static void
+set_targets(Compile *c, PlanOp *op)
+{
+	const Step *s = op->step;
+	size_t i, k;
+
+	op->targets = mfd_alloc(c->arena, s->ncases * sizeof *op->targets);
+	for (i = 0; i < s->ncases; i++) {
+		if (s->cases[i].to.step == s)
+			continue;
+		for (k = 0; k < op->ntargets && strcmp(op->targets[k], s->cases[i].to.name) != 0; k++)
+			;
+		if (k == op->ntargets)
+			op->targets[op->ntargets++] = s->cases[i].to.step->name;
+	}
+}
+
+/* Sets the form, switch targets and job outputs of op. */
+static void
+set_outputs(Compile *c, PlanOp *op)
+{
+	const Step *s = op->step;
+	size_t i;
+
+	if (s->kind == STEP_FOREACH)
+		op->form = s->depth == 0 ? OP_FAN_OUT : OP_FOREACH;
+	else if (s->kind == STEP_SWITCH)
+		op->form = OP_SWITCH;
+	else
+		op->form = OP_RUN;
+	if (op->form != OP_SWITCH) {
+		op->outputs = mfd_alloc(c->arena, sizeof *op->outputs);
+		op->outputs[op->noutputs++] = s->name;
+		return;
+	}
+	set_targets(c, op);
+	op->outputs = mfd_alloc(c->arena, op->ntargets * sizeof *op->outputs);
+	for (i = 0; i < op->ntargets; i++)
+		op->outputs[op->noutputs++] = mfd_printf(c->arena, "%s__%s", s->name, op->targets[i]);
+}
+
+/*
+ * Sets the inputs and call arguments of op. A segment's head takes the segment function's parameter; a
+ * level-0 step several parents reach takes them as one fan-in list ("cases"); any other op takes one input per
+ * parent, collected when the parent is in another segment.
+ */
+static void
+set_inputs(Compile *c, const Plan *p, PlanOp *op)
+{
+	const PlanOp *q;
+	StrBuf list;
+	size_t k;
+
+	op->inputs = mfd_alloc(c->arena, (op->nparents + 1) * sizeof *op->inputs);
+	op->args = mfd_alloc(c->arena, (op->nparents + 1) * sizeof *op->args);
+	if (op->head) {
+		op->inputs[op->ninputs++] = input_name(p->segs[op->seg].param);
+		op->args[op->nargs++] = p->segs[op->seg].param;
+		return;
+	}
+	if (takes_cases(op)) {
+		mfd_sb_init(&list, c->arena);
+		for (k = 0; k < op->nparents; k++)
+			mfd_sb_printf(&list, "%s%s", k ? ", " : "[", handle(c, op->parents[k], op));
+		mfd_sb_puts(&list, "]");
+		op->inputs[op->ninputs++] = "cases";
+		op->args[op->nargs++] = mfd_sb_str(&list);
+		return;
+	}
+	for (k = 0; k < op->nparents; k++) {
+		q = op->parents[k];
+		op->inputs[op->ninputs++] = input_name(q->step->name);
+		op->args[op->nargs++] = q->seg >= 0 && q->seg != op->seg ?
+			mfd_printf(c->arena, "%s.collect()", handle(c, q, op)) : handle(c, q, op);
+	}
+}
+
+/* Sets what segment sg maps over and, for a barrier, its op function's name and inputs. */
+static void
+set_source(Compile *c, Segment *sg)
+{
+	const PlanOp *h = sg->head;
+	const char *src = sg->src->step->name;
+	StrBuf call;
+	size_t k;
+
+	sg->param = sg->kind == SEG_REGROUP ? "bundle" : src;
+	switch (sg->kind) {
+	case SEG_NATIVE:
+		sg->source = src;
+		break;
+	case SEG_EXPAND:
+		sg->barrier = mfd_name(c->arena, NAME_FANOUT, src);
+		sg->source = mfd_printf(c->arena, "%s(%s.collect())", sg->barrier, src);
+		sg->inputs = mfd_alloc(c->arena, sizeof *sg->inputs);
+		sg->inputs[sg->ninputs++] = input_name(src);
+		break;
+	case SEG_REGROUP:
+		sg->barrier = mfd_name(c->arena, NAME_GATHER, h->step->name);
+		mfd_sb_init(&call, c->arena);
+		mfd_sb_printf(&call, "%s(", sg->barrier);
+		sg->inputs = mfd_alloc(c->arena, h->nparents * sizeof *sg->inputs);
+		for (k = 0; k < h->nparents; k++) {
+			mfd_sb_printf(&call, "%s%s.collect()", k ? ", " : "", handle(c, h->parents[k], h));
+			sg->inputs[sg->ninputs++] = input_name(h->parents[k]->step->name);
+		}
+		mfd_sb_puts(&call, ")");
+		sg->source = mfd_sb_str(&call);
+		break;
+	}
+}
+
+/*
+ * Sets each segment's outs: the handles that an op outside the segment takes from an op inside it, in order
+ * of first use. The head of a native segment takes the foreach's DynamicOut directly, so its inputs do not
+ * count.
+ */
+static void
+set_outs(Compile *c, Plan *p)
+{
+	const PlanOp *op, *q;
+	const char *h;
+	Segment *sg;
+	size_t i, k, j;
+
+	for (i = 0; i < p->nops; i++)
+		for (k = 0; k < p->ops[i].nparents; k++)
+			if (p->ops[i].parents[k]->seg >= 0)
+				p->segs[p->ops[i].parents[k]->seg].nouts++;
+	for (k = 0; k < p->nsegs; k++) {
+		p->segs[k].outs = mfd_alloc(c->arena, p->segs[k].nouts * sizeof *p->segs[k].outs);
+		p->segs[k].nouts = 0;
+	}
+	for (i = 0; i < p->nops; i++) {
+		op = &p->ops[i];
+		if (op->head && p->segs[op->seg].kind == SEG_NATIVE)
+			continue;
+		for (k = 0; k < op->nparents; k++) {
+			q = op->parents[k];
+			if (q->seg < 0 || q->seg == op->seg)
+				continue;
+			sg = &p->segs[q->seg];
+			h = handle(c, q, op);
+			for (j = 0; j < sg->nouts && strcmp(sg->outs[j], h) != 0; j++)
+				;
+			if (j == sg->nouts)
+				sg->outs[sg->nouts++] = h;
+		}
+	}
+}
+
+/* Name collisions */
+
+#define NAME_USES(X) \
+	X(USE_OP,         "the op of step '%s'") \
+	X(USE_OP_FN,      "the op function of step '%s'") \
+	X(USE_FANOUT,     "the barrier op that fans out foreach '%s'") \
+	X(USE_GATHER,     "the barrier op that regroups the inputs of step '%s'") \
+	X(USE_SEGMENT,    "the job's function for the segment that step '%s' opens") \
+	X(USE_VAR,        "the job's variable for step '%s'") \
+	X(USE_SWITCH_VAR, "the job's variable for the output of switch '%s' to '%s'") \
+	X(USE_JOB,        "the job function") \
+	X(USE_MODULE,     "a name the module itself defines") \
+	X(USE_CONTEXT,    "the context parameter of %s") \
+	X(USE_RUNTIME,    "the runtime object that %s calls") \
+	X(USE_INPUT,      "the parameter of %s for step '%s'")
+
+typedef enum NameUse {
+#define X(use, what) use,
+	NAME_USES(X)
+#undef X
+} NameUse;
+
+static const char *const use_formats[] = {
+#define X(use, what) what,
+	NAME_USES(X)
+#undef X
+};
+
+/* Names of the module that no generated function may take. */
+static const char *const module_names[] = {"FLOW", "mf", "defs", "FlowRuntime", "Definitions", "DynamicOut", "Out",
+	"RetryPolicy", "job", "op"};
+
+typedef struct Name {
+	const char *name;
+	NameUse use;
+	const Step *step; /* the step the name comes from, or NULL */
+	const char *a;    /* the first name the description shows, or NULL */
+	const char *b;    /* the second, or NULL */
+	size_t order;     /* when it was added, for a stable report */
+} Name;
+
+/* One namespace of the generated file: names that must each mean one thing. */
+typedef struct Scope {
+	Name *v;
+	size_t n;
+	size_t cap;
+} Scope;
+
+static void
+add(Compile *c, Scope *sc, const char *name, NameUse use, const Step *step, const char *a, const char *b)
+{
+	size_t cap;
+
+	if (sc->n == sc->cap) {
+		cap = sc->cap ? 2 * sc->cap : 8;
+		sc->v = mfd_realloc(c->arena, sc->v, sc->cap * sizeof *sc->v, cap * sizeof *sc->v);
+		sc->cap = cap;
+	}
+	sc->v[sc->n] = (Name){name, use, step, a, b, sc->n};
+	sc->n++;
+}
+
+static int
+by_name(const void *x, const void *y)
+{
+	const Name *a = x, *b = y;
+	int r = strcmp(a->name, b->name);
+
+	return r ? r : (a->order > b->order) - (a->order < b->order);
+}
+
+static const char *
+describe(Compile *c, const Name *n)
+{
+	return mfd_printf(c->arena, use_formats[n->use], n->a ? n->a : "", n->b ? n->b : "");
+}
+
+/*
+ * Reports that first and again share a name, unless reported (the names already reported, from any scope)
+ * holds it. The problem is shown at the step whose own name it is, where renaming fixes it, else at the step
+ * of the later use, else at the flow. The job function is named after the flow, so renaming the flow fixes a
+ * clash with it.
+ */
+static void
+report(Compile *c, const Name *first, const Name *again, Scope *reported)
+{
+	const Step *at;
+	size_t i;
+
+	for (i = 0; i < reported->n; i++)
+		if (strcmp(reported->v[i].name, first->name) == 0)
+			return;
+	add(c, reported, first->name, first->use, NULL, NULL, NULL);
+	if (first->step && strcmp(first->step->name, first->name) == 0)
+		at = first->step;
+	else
+		at = again->step ? again->step : first->step;
+	error_at(c, at, "the generated name '%s' is both %s and %s; rename %s", first->name, describe(c, first),
+		describe(c, again), first->use == USE_JOB || again->use == USE_JOB ? "the flow" : "a step");
+}
+
+/* Reports every name that sc holds more than once, each against its first use. */
+static void
+check_scope(Compile *c, Scope *sc, Scope *reported)
+{
+	Name *v;
+	size_t i, first = 0;
+
+	if (sc->n < 2)
+		return;
+	v = mfd_alloc(c->arena, sc->n * sizeof *v);
+	memcpy(v, sc->v, sc->n * sizeof *v);
+	qsort(v, sc->n, sizeof *v, by_name);
+	for (i = 1; i < sc->n; i++) {
+		if (strcmp(v[i].name, v[first].name) != 0)
+			first = i;
+		else
+			report(c, &v[first], &v[i], reported);
+	}
+}
+
+/* Adds the barrier ops, whose op names and function names are the same. */
+static void
+add_barriers(Compile *c, const Plan *p, Scope *sc)
+{
+	const Segment *sg;
+	size_t i;
+
+	for (i = 0; i < p->nsegs; i++) {
+		sg = &p->segs[i];
+		if (sg->kind == SEG_EXPAND)
+			add(c, sc, sg->barrier, USE_FANOUT, sg->src->step, sg->src->step->name, NULL);
+		else if (sg->kind == SEG_REGROUP)
+			add(c, sc, sg->barrier, USE_GATHER, sg->head->step, sg->head->step->name, NULL);
+	}
+}
+
+/* Adds the op functions and barrier functions, which both the module and the job body see. */
+static void
+add_functions(Compile *c, const Plan *p, Scope *sc)
+{
+	size_t i;
+
+	for (i = 0; i < p->nops; i++)
+		add(c, sc, p->ops[i].fn, USE_OP_FN, p->ops[i].step, p->ops[i].step->name, NULL);
+	add_barriers(c, p, sc);
+}
+
+/* Dagster op names: one job may not hold two ops of one name. */
+static void
+check_op_names(Compile *c, const Plan *p, Scope *reported)
+{
+	Scope sc = {0};
+	size_t i;
+
+	for (i = 0; i < p->nops; i++)
+		add(c, &sc, p->ops[i].step->name, USE_OP, p->ops[i].step, p->ops[i].step->name, NULL);
+	add_barriers(c, p, &sc);
+	check_scope(c, &sc, reported);
+}
+
+/* Module-level names: the functions, the job and what the module defines besides. */
+static void
+check_module_names(Compile *c, const Plan *p, Scope *reported)
+{
+	Scope sc = {0};
+	size_t i;
+
+	add_functions(c, p, &sc);
+	add(c, &sc, p->job, USE_JOB, NULL, NULL, NULL);
+	for (i = 0; i < MFD_COUNT(module_names); i++)
+		add(c, &sc, module_names[i], USE_MODULE, NULL, NULL, NULL);
+	check_scope(c, &sc, reported);
+}
+
+/*
+ * Names in the job body: the variables and segment functions it defines, and the functions it calls, which a
+ * variable of the same name would hide.
+ */
+static void
+check_job_names(Compile *c, const Plan *p, Scope *reported)
+{
+	const PlanOp *op;
+	Scope sc = {0};
+	size_t i, k;
+
+	add_functions(c, p, &sc);
+	for (i = 0; i < p->nsegs; i++)
+		add(c, &sc, mfd_printf(c->arena, "segment_%d", p->segs[i].id), USE_SEGMENT, p->segs[i].head->step,
+			p->segs[i].head->step->name, NULL);
+	for (i = 0; i < p->nops; i++) {
+		op = &p->ops[i];
+		for (k = 0; k < op->noutputs; k++)
+			if (op->form == OP_SWITCH)
+				add(c, &sc, op->outputs[k], USE_SWITCH_VAR, op->step, op->step->name, op->targets[k]);
+			else
+				add(c, &sc, op->outputs[k], USE_VAR, op->step, op->step->name, NULL);
+	}
+	check_scope(c, &sc, reported);
+}
+
+/*
+ * The parameters of the function fn: context, then one input per step of from (inputs[k] comes from from[k]).
+ * The body also calls mf, which a parameter must not hide.
+ */
+static void
+check_params(Compile *c, const char *fn, const char **inputs, PlanOp *const *from, size_t n, Scope *reported)
+{
+	Scope sc = {0};
+	size_t k;
+
+	add(c, &sc, "context", USE_CONTEXT, NULL, fn, NULL);
+	add(c, &sc, "mf", USE_RUNTIME, NULL, fn, NULL);
+	for (k = 0; k < n; k++)
+		add(c, &sc, inputs[k], USE_INPUT, from[k]->step, fn, from[k]->step->name);
+	check_scope(c, &sc, reported);
+}
+
+/*
+ * Checks the parameters of every op and barrier function. An input named after a step comes from that step;
+ * "bundle" and "cases" are always an op's only input and cannot collide.
+ */
+static void
+check_all_params(Compile *c, const Plan *p, Scope *reported)
+{
+	const PlanOp *op;
+	const Segment *sg;
+	size_t i;
+
+	for (i = 0; i < p->nops; i++) {
+		op = &p->ops[i];
+		if (op->head && p->segs[op->seg].kind != SEG_REGROUP)
+			check_params(c, op->fn, op->inputs, &p->segs[op->seg].src, 1, reported);
+		else if (!op->head && !takes_cases(op))
+			check_params(c, op->fn, op->inputs, op->parents, op->nparents, reported);
+	}
+	for (i = 0; i < p->nsegs; i++) {
+		sg = &p->segs[i];
+		if (sg->kind == SEG_EXPAND)
+			check_params(c, sg->barrier, sg->inputs, &sg->src, 1, reported);
+		else if (sg->kind == SEG_REGROUP)
+			check_params(c, sg->barrier, sg->inputs, sg->head->parents, sg->head->nparents, reported);
+	}
+}
+
+/* Text printed into comments */
+
+static void
+check_comment_text(Compile *c, const Step *s, const char *what, const char *text)
+{
+	if (strpbrk(text, "\r\n"))
+		error_at(c, s, "the %s %s holds a line break, which would end the comment it is printed in", what,
+			mfd_quote(c->arena, text, strlen(text)));
+}
+
+/* The base name of path, as the op comments show it. */
+static const char *
+base_name(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash ? slash + 1 : path;
+}
+
+/* Checks the IR text that the file prints outside string literals: in comments, and the job's def line. */
+static void
+check_texts(Compile *c)
+{
+	const Flow *f = c->flow;
+	size_t i;
+
+	check_comment_text(c, NULL, "flow name", f->name);
+	check_comment_text(c, NULL, "flow file", f->file);
+	for (i = 0; i < f->nsteps; i++)
+		check_comment_text(c, &f->steps[i], "file name", base_name(f->steps[i].file));
+	if (!mfd_is_identifier(f->job_name))
+		error_at(c, NULL, "job name %s is not a Python identifier", mfd_quote(c->arena, f->job_name,
+			strlen(f->job_name)));
+}
+
+/*
+ * Lowers c->flow, which check.c accepted, into c->plan. Returns the number of errors so far; when there are
+ * any, c->plan must not be used.
+ */
 int
 mfd_lower(Compile *c)
 {
+	Flow *f = c->flow;
+	Step **order = mfd_alloc(c->arena, f->nsteps * sizeof *order);
+	Scope reported = {0};
+	size_t n, i;
+	Plan *p;
+
+	check_texts(c);
+	n = topo_order(c, order);
+	assert(n == f->nsteps);
+	c->plan = p = new_plan(c, order, n);
+	p->job = mfd_name(c->arena, NAME_JOB, f->job_name);
+	if (check_order(c, p) > 0 || c->diags.nerrors > 0)
+		return c->diags.nerrors;
+	find_segments(c, p);
+	for (i = 0; i < p->nsegs; i++)
+		set_source(c, &p->segs[i]);
+	for (i = 0; i < p->nops; i++) {
+		set_outputs(c, &p->ops[i]);
+		set_inputs(c, p, &p->ops[i]);
+	}
+	set_outs(c, p);
+	check_op_names(c, p, &reported);
+	check_module_names(c, p, &reported);
+	check_job_names(c, p, &reported);
+	check_all_params(c, p, &reported);
 	return c->diags.nerrors;
 }

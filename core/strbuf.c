@@ -210,29 +210,104 @@ mfd_sb_pystr(StrBuf *sb, const char *s, size_t n)
 }
 
 /*
- * Writes d as a Python float expression into buf (at least 32 bytes): the shortest %g form that reads back as
- * d, with ".0" added when it would otherwise read as an int; non-finite values as float("...").
+ * Adds one unit in the last digit of the %e text s, in place. Returns 0, with s no longer meaningful, when all
+ * its digits are nines (the carry would need one more digit).
+ */
+static int
+bump_last_digit(char *s)
+{
+	char *p;
+
+	for (p = strchr(s, 'e'); p-- > s;) {
+		if (*p < '0' || *p > '9')
+			continue;
+		if (*p < '9') {
+			++*p;
+			return 1;
+		}
+		*p = '0';
+	}
+	return 0;
+}
+
+/*
+ * Finds the fewest significant digits that read back as the finite d, as Python's repr does. Writes them
+ * into digits (at least 18 bytes, not NUL-terminated) and sets *exp10 to the decimal exponent of the first
+ * one. Returns the number of digits.
+ *
+ * The digits come from the shortest %.*e that reads back. That is the nearest decimal of its length, which
+ * is the shortest one when the values that read back as d lie evenly around it. A power of two is the
+ * exception: its upper neighbour is twice as far as its lower one, so the decimal one unit above the
+ * nearest may read back when the nearest does not, and then Python prints it. Digits are copied one by one,
+ * so the locale's decimal point never matters.
+ */
+static int
+shortest_digits(double d, char *digits, int *exp10)
+{
+	char text[40];
+	const char *p;
+	int prec, n = 0;
+
+	for (prec = 0; prec < 17; prec++) {
+		snprintf(text, sizeof text, "%.*e", prec, d);
+		if (strtod(text, NULL) == d || (bump_last_digit(text) && strtod(text, NULL) == d))
+			break;
+	}
+	for (p = text; *p != 'e'; p++)
+		if (*p >= '0' && *p <= '9')
+			digits[n++] = *p;
+	*exp10 = atoi(p + 1);
+	while (n > 1 && digits[n - 1] == '0')
+		n--;
+	return n;
+}
+
+/*
+ * Writes d into buf (at least 32 bytes) as Python's repr does: positional when the decimal exponent is from
+ * -4 to 15 ("0.0001", "123.5", and "2.0" with ".0" when there is no fraction), else as d.ddde-XX with at
+ * least two exponent digits ("1e-05", "1e+16"). Non-finite values, which JSON cannot hold, print as
+ * float("...") expressions.
  */
 static void
 format_float(char *buf, size_t size, double d)
 {
-	int prec;
+	char digits[20], *q = buf;
+	int n, exp10, point, i;
 
-	if (isnan(d)) {
-		snprintf(buf, size, "float(\"nan\")");
+	assert(size >= 32);
+	if (isnan(d) || isinf(d)) {
+		snprintf(buf, size, "%sfloat(\"%s\")", d < 0 ? "-" : "", isnan(d) ? "nan" : "inf");
 		return;
 	}
-	if (isinf(d)) {
-		snprintf(buf, size, "%sfloat(\"inf\")", d < 0 ? "-" : "");
+	n = shortest_digits(d, digits, &exp10);
+	if (signbit(d))
+		*q++ = '-';
+	point = exp10 + 1; /* digits before the decimal point */
+	if (point <= -4 || point > 16) {
+		for (i = 0; i < n; i++) {
+			*q++ = digits[i];
+			if (i == 0 && n > 1)
+				*q++ = '.';
+		}
+		snprintf(q, size - (size_t)(q - buf), "e%c%02d", exp10 < 0 ? '-' : '+', abs(exp10));
 		return;
 	}
-	for (prec = 1; prec <= 17; prec++) {
-		snprintf(buf, size, "%.*g", prec, d);
-		if (strtod(buf, NULL) == d)
-			break;
+	if (point <= 0) {
+		*q++ = '0';
+		*q++ = '.';
+		for (i = point; i < 0; i++)
+			*q++ = '0';
 	}
-	if (!strpbrk(buf, ".e"))
-		strncat(buf, ".0", size - strlen(buf) - 1);
+	for (i = 0; i < n || i < point; i++) {
+		if (i == point && point > 0)
+			*q++ = '.';
+		*q++ = i < n ? digits[i] : '0';
+	}
+	if (n <= point) {
+		*q++ = '.';
+		*q++ = '0';
+	}
+	*q = '\0';
 }
 
 /*

@@ -1,6 +1,7 @@
 /*
- * unit.c: unit tests of the core, file by file: arena, strbuf (Python literals included), value, json, diag,
- * names, the IR reader's errors, the checks, the foreach depths, and the compile as a whole.
+ * unit.c: unit tests of the core, file by file: arena, strbuf (Python literals and float repr included), value,
+ * json, diag, names, the IR reader's errors, the checks, the foreach depths, the lowering (order, segments,
+ * inputs, name collisions) and the compile as a whole.
  *
  * Test IRs are built with the value constructors from a table of steps (StepSpec), then patched at a dotted
  * path with set and del, so each test states only what it changes. Diagnostics are compared as the text
@@ -396,6 +397,45 @@ test_pyvalue(void)
 	ASSERT_STREQ(mfd_sb_str(&sb), "float(\"nan\")float(\"inf\")-float(\"inf\")");
 }
 
+/* Python's repr of floats: the shortest digits that read back, and its switch to exponent form. */
+static void
+test_float_repr(void)
+{
+	static const struct {
+		double d;
+		const char *want;
+	} cases[] = {
+		{0.0, "0.0"}, {-0.0, "-0.0"}, {0.5, "0.5"}, {2.0, "2.0"}, {100.0, "100.0"}, {-1.25e-5, "-1.25e-05"},
+		{1e-07, "1e-07"}, {0.0001, "0.0001"}, {0.00001, "1e-05"}, {0.00012345, "0.00012345"},
+		{1e15, "1000000000000000.0"}, {1e16, "1e+16"}, {123456789012345678.0, "1.2345678901234568e+17"},
+		{9007199254740993.0, "9007199254740992.0"}, {1e22, "1e+22"}, {1e23, "1e+23"}, {1.5e300, "1.5e+300"},
+		{5e-324, "5e-324"}, {2.2250738585072014e-308, "2.2250738585072014e-308"},
+		{1.7976931348623157e308, "1.7976931348623157e+308"}, {0.1 + 0.2, "0.30000000000000004"},
+		{1.0 / 3, "0.3333333333333333"}, {4.35, "4.35"}, {-123.456, "-123.456"},
+	};
+	/* Powers of two where the nearest decimal of the shortest length does not read back, but the one above does. */
+	static const struct {
+		int exp;
+		const char *want;
+	} powers[] = {
+		{-1017, "7.120236347223045e-307"}, {-957, "8.209073602596753e-289"}, {863, "6.150157786156811e+259"},
+		{976, "6.386688990511104e+293"},
+	};
+	StrBuf sb;
+	size_t i;
+
+	for (i = 0; i < MFD_COUNT(cases); i++) {
+		mfd_sb_init(&sb, A);
+		mfd_sb_pyvalue(&sb, mfd_float(A, cases[i].d));
+		ASSERT_STREQ(mfd_sb_str(&sb), cases[i].want);
+	}
+	for (i = 0; i < MFD_COUNT(powers); i++) {
+		mfd_sb_init(&sb, A);
+		mfd_sb_pyvalue(&sb, mfd_float(A, ldexp(1.0, powers[i].exp)));
+		ASSERT_STREQ(mfd_sb_str(&sb), powers[i].want);
+	}
+}
+
 /* value.c and json.c */
 
 static void
@@ -627,6 +667,19 @@ test_check_names(void)
 		"/src/t.py:10: error: step 'start': start steps have exactly 1 next step, found 2");
 }
 
+static void
+test_check_edges(void)
+{
+	MfdValue *ir = BUILD(linear);
+
+	set(ir, "steps.1.in_funcs", J("[\"start\", \"start\"]"));
+	EXPECT_DIAGS(ir, "/src/t.py:11: error: step 'a': in_funcs names 'start' twice");
+	ir = BUILD(linear);
+	set(ir, "steps.0.next", J("[\"a\", \"end\"]"));
+	EXPECT_DIAGS(ir, "/src/t.py:10: error: step 'start': start steps have exactly 1 next step, found 2\n"
+		"/src/t.py:10: error: step 'start': next names 'end', whose in_funcs does not include this step");
+}
+
 static const StepSpec foreach1[] = {
 	{"start", "foreach", "body", "", "", "join", "xs", NULL},
 	{"body", "linear", "join", "start", "start", NULL, NULL, NULL},
@@ -656,6 +709,7 @@ test_check_kinds(void)
 	del(ir, "steps.0.matching_join");
 	set(ir, "steps.0.matching_join", mfd_null(A));
 	set(ir, "steps.3.next", J("[\"start\"]"));
+	set(ir, "steps.0.in_funcs", J("[\"end\"]"));
 	EXPECT_DIAGS(ir, "/src/t.py:10: error: step 'start': foreach steps need a matching_join\n"
 		"/src/t.py:10: error: step 'start': @parallel foreach (num_parallel=3) is not supported\n"
 		"/src/t.py:13: error: step 'end': end steps have no next step, found 1\n"
@@ -725,7 +779,8 @@ test_check_switch(void)
 	set(ir, "steps.3.next", J("[\"join\"]"));
 	set(ir, "steps.5.in_funcs", J("[\"even\", \"odd\"]"));
 	set(ir, "steps.4.in_funcs", J("[]"));
-	EXPECT_DIAGS(ir, "/src/t.py:15: error: step 'join': the switch branches 'even', 'odd' inside foreach 'start' go "
+	EXPECT_DIAGS(ir, "/src/t.py:14: error: step 'merge': next names 'join', whose in_funcs does not include this "
+		"step\n/src/t.py:15: error: step 'join': the switch branches 'even', 'odd' inside foreach 'start' go "
 		"straight into its join; add a common step after them that goes to 'join'");
 	ir = BUILD(switch_in_foreach);
 	set(ir, "steps.1.next", J("[\"even\", \"join\"]"));
@@ -733,7 +788,8 @@ test_check_switch(void)
 	set(ir, "steps.5.in_funcs", J("[\"merge\", \"route\"]"));
 	set(ir, "steps.4.in_funcs", J("[\"even\"]"));
 	set(ir, "steps.3.in_funcs", J("[]"));
-	EXPECT_DIAGS(ir, "/src/t.py:11: error: step 'route': switch case 'o' goes straight into join 'join'; add a step "
+	EXPECT_DIAGS(ir, "/src/t.py:13: error: step 'odd': next names 'merge', whose in_funcs does not include this step\n"
+		"/src/t.py:11: error: step 'route': switch case 'o' goes straight into join 'join'; add a step "
 		"between them\n/src/t.py:15: error: step 'join': the switch branches 'merge', 'route' inside foreach "
 		"'start' go straight into its join; add a common step after them that goes to 'join'");
 }
@@ -784,6 +840,293 @@ test_depth(void)
 	expect_depths(BUILD(foreach_in_split), split_depths);
 }
 
+/* lower.c */
+
+/* Checks and lowers ir as the driver would; NULL when any pass reported an error. */
+static Plan *
+lowered(const MfdValue *ir, Compile *c)
+{
+	if (!checked(ir, c) || mfd_lower(c))
+		return NULL;
+	return c->plan;
+}
+
+/* The step names of the plan's ops, in order, space-separated. */
+static const char *
+op_order(const Plan *p)
+{
+	StrBuf sb;
+	size_t i;
+
+	mfd_sb_init(&sb, A);
+	for (i = 0; i < p->nops; i++)
+		mfd_sb_printf(&sb, "%s%s", i ? " " : "", p->ops[i].step->name);
+	return mfd_sb_str(&sb);
+}
+
+/* The n strings of v, joined by "|". */
+static const char *
+joined(const char *const *v, size_t n)
+{
+	StrBuf sb;
+	size_t i;
+
+	mfd_sb_init(&sb, A);
+	for (i = 0; i < n; i++)
+		mfd_sb_printf(&sb, "%s%s", i ? "|" : "", v[i]);
+	return mfd_sb_str(&sb);
+}
+
+static void
+test_lower_order(void)
+{
+	static const StepSpec split_ba[] = {
+		{"start", "split", "a b", "", "", "join", NULL, NULL},
+		{"b", "linear", "join", "start", "start", NULL, NULL, NULL},
+		{"a", "linear", "join", "start", "start", NULL, NULL, NULL},
+		{"join", "join", "end", "a b", "start", NULL, NULL, NULL},
+		{"end", "end", "", "join", "", NULL, NULL, NULL},
+	};
+	static const StepSpec split_ab[] = {
+		{"start", "split", "b a", "", "", "join", NULL, NULL},
+		{"a", "linear", "join", "start", "start", NULL, NULL, NULL},
+		{"b", "linear", "join", "start", "start", NULL, NULL, NULL},
+		{"join", "join", "end", "a b", "start", NULL, NULL, NULL},
+		{"end", "end", "", "join", "", NULL, NULL, NULL},
+	};
+	static const StepSpec late_end[] = {
+		{"start", "start", "x", "", "", NULL, NULL, NULL},
+		{"end", "end", "", "x", "", NULL, NULL, NULL},
+		{"x", "linear", "end", "start", "", NULL, NULL, NULL},
+	};
+	static const StepSpec recursive[] = {
+		{"start", "start", "loop", "", "", NULL, NULL, NULL},
+		{"loop", "split-switch", "loop end", "start loop", "", NULL, NULL, "yes:loop no:end"},
+		{"end", "end", "", "loop", "", NULL, NULL, NULL},
+	};
+	MfdValue *ir;
+	Compile c;
+	Plan *p;
+
+	p = lowered(BUILD(split_ba), &c);
+	ASSERT(p && strcmp(op_order(p), "start b a join end") == 0);
+	p = lowered(BUILD(split_ab), &c);
+	ASSERT(p && strcmp(op_order(p), "start a b join end") == 0);
+	ir = BUILD(late_end);
+	set(ir, "flow.end_step", S("end"));
+	p = lowered(ir, &c);
+	ASSERT(p && strcmp(op_order(p), "start x end") == 0);
+	p = lowered(BUILD(recursive), &c);
+	ASSERT(p && strcmp(op_order(p), "start loop end") == 0);
+	if (!p)
+		return;
+	ASSERT(p->ops[1].nparents == 1 && p->ops[1].form == OP_SWITCH);
+	ASSERT_STREQ(joined(p->ops[1].targets, p->ops[1].ntargets), "end");
+	ASSERT_STREQ(joined(p->ops[1].outputs, p->ops[1].noutputs), "loop__end");
+	ASSERT_STREQ(joined(p->ops[2].args, p->ops[2].nargs), "loop__end");
+}
+
+static void
+test_lower_segments(void)
+{
+	static const StepSpec nested[] = {
+		{"start", "foreach", "mid", "", "", "join_outer", "xs", NULL},
+		{"mid", "foreach", "leaf", "start", "start", "join_inner", "ys", NULL},
+		{"leaf", "linear", "join_inner", "mid", "start mid", NULL, NULL, NULL},
+		{"join_inner", "join", "after", "leaf", "start mid", NULL, NULL, NULL},
+		{"after", "linear", "join_outer", "join_inner", "start", NULL, NULL, NULL},
+		{"join_outer", "join", "end", "after", "start", NULL, NULL, NULL},
+		{"end", "end", "", "join_outer", "", NULL, NULL, NULL},
+	};
+	static const struct {
+		SegKind kind;
+		int level;
+		const char *head, *src, *param, *source, *inputs, *outs;
+		size_t nmembers;
+	} want[] = {
+		{SEG_NATIVE, 1, "mid", "start", "start", "start", "", "mid", 1},
+		{SEG_EXPAND, 2, "leaf", "mid", "mid", "fanout__mid(mid.collect())", "mid", "leaf", 1},
+		{SEG_REGROUP, 1, "join_inner", "join_inner", "bundle", "gather__join_inner(leaf.collect())", "leaf", "after", 2},
+	};
+	const Segment *sg;
+	Compile c;
+	Plan *p = lowered(BUILD(nested), &c);
+	size_t i;
+
+	ASSERT(p && p->nsegs == 3 && p->nbarriers == 2);
+	for (i = 0; p && i < p->nsegs; i++) {
+		sg = &p->segs[i];
+		ASSERT(sg->kind == want[i].kind && sg->level == want[i].level && sg->id == (int)i);
+		ASSERT_STREQ(sg->head->step->name, want[i].head);
+		ASSERT_STREQ(sg->src->step->name, want[i].src);
+		ASSERT_STREQ(sg->param, want[i].param);
+		ASSERT_STREQ(sg->source, want[i].source);
+		ASSERT_STREQ(joined(sg->inputs, sg->ninputs), want[i].inputs);
+		ASSERT_STREQ(joined(sg->outs, sg->nouts), want[i].outs);
+		ASSERT(sg->nmembers == want[i].nmembers && sg->members[0] == sg->head && sg->head->head);
+	}
+	if (!p)
+		return;
+	ASSERT(p->ops[0].seg == -1 && p->ops[0].form == OP_FAN_OUT && p->ops[1].form == OP_FOREACH);
+	ASSERT(p->ops[4].seg == 2 && !p->ops[4].head && p->ops[5].seg == -1 && p->ops[5].foreach_join);
+	ASSERT_STREQ(joined(p->ops[3].inputs, p->ops[3].ninputs), "bundle");
+	ASSERT_STREQ(joined(p->ops[4].args, p->ops[4].nargs), "join_inner");
+	ASSERT_STREQ(joined(p->ops[5].args, p->ops[5].nargs), "after.collect()");
+	ASSERT_STREQ(p->ops[5].fn, "op_join_outer");
+}
+
+static void
+test_lower_inputs(void)
+{
+	static const StepSpec split[] = {
+		{"start", "split-switch", "context b", "", "", NULL, NULL, "x:context y:b"},
+		{"context", "linear", "merge", "start", "", NULL, NULL, NULL},
+		{"b", "linear", "merge", "start", "", NULL, NULL, NULL},
+		{"merge", "linear", "end", "b context", "", NULL, NULL, NULL},
+		{"end", "end", "", "merge", "", NULL, NULL, NULL},
+	};
+	MfdValue *ir;
+	Compile c;
+	Plan *p = lowered(BUILD(split), &c);
+
+	ASSERT(p != NULL);
+	if (!p)
+		return;
+	ASSERT_STREQ(op_order(p), "start context b merge end");
+	ASSERT_STREQ(joined(p->ops[0].targets, p->ops[0].ntargets), "context|b");
+	ASSERT_STREQ(joined(p->ops[0].outputs, p->ops[0].noutputs), "start__context|start__b");
+	ASSERT_STREQ(joined(p->ops[1].inputs, p->ops[1].ninputs), "start");
+	ASSERT_STREQ(joined(p->ops[1].args, p->ops[1].nargs), "start__context");
+	ASSERT_STREQ(joined(p->ops[3].inputs, p->ops[3].ninputs), "cases");
+	ASSERT_STREQ(joined(p->ops[3].args, p->ops[3].nargs), "[b, context]");
+
+	ir = BUILD(split);
+	set(ir, "steps.0.type", S("split"));
+	set(ir, "steps.0.switch", mfd_null(A));
+	set(ir, "steps.0.matching_join", S("merge"));
+	set(ir, "steps.3.type", S("join"));
+	set(ir, "steps.1.split_parents", J("[\"start\"]"));
+	set(ir, "steps.2.split_parents", J("[\"start\"]"));
+	set(ir, "steps.3.split_parents", J("[\"start\"]"));
+	p = lowered(ir, &c);
+	ASSERT(p != NULL);
+	if (!p)
+		return;
+	ASSERT_STREQ(joined(p->ops[3].inputs, p->ops[3].ninputs), "b|context_");
+	ASSERT_STREQ(joined(p->ops[3].args, p->ops[3].nargs), "b|context");
+}
+
+static const StepSpec foreach_switch[] = {
+	{"start", "foreach", "a", "", "", "join", "xs", NULL},
+	{"a", "split-switch", "b c", "start", "start", NULL, NULL, "x:b y:c"},
+	{"b", "linear", "m", "a", "start", NULL, NULL, NULL},
+	{"c", "linear", "m", "a", "start", NULL, NULL, NULL},
+	{"m", "linear", "join", "b c", "start", NULL, NULL, NULL},
+	{"join", "join", "end", "m", "start", NULL, NULL, NULL},
+	{"end", "end", "", "join", "", NULL, NULL, NULL},
+};
+
+static void
+test_lower_names(void)
+{
+	static const StepSpec split[] = {
+		{"start", "split", "context context_", "", "", "join", NULL, NULL},
+		{"context", "linear", "join", "start", "start", NULL, NULL, NULL},
+		{"context_", "linear", "join", "start", "start", NULL, NULL, NULL},
+		{"join", "join", "end", "context context_", "start", NULL, NULL, NULL},
+		{"end", "end", "", "join", "", NULL, NULL, NULL},
+	};
+	MfdValue *ir;
+
+	EXPECT_DIAGS(BUILD(foreach_switch), "");
+	ir = BUILD(foreach_switch);
+	set(ir, "steps.4.name", S("a__b"));
+	set(ir, "steps.2.next", J("[\"a__b\"]"));
+	set(ir, "steps.3.next", J("[\"a__b\"]"));
+	set(ir, "steps.5.in_funcs", J("[\"a__b\"]"));
+	EXPECT_DIAGS(ir, "/src/t.py:14: error: step 'a__b': the generated name 'a__b' is both the job's variable for the "
+		"output of switch 'a' to 'b' and the job's variable for step 'a__b'; rename a step");
+
+	ir = BUILD(foreach_switch);
+	set(ir, "steps.4.name", S("segment_0"));
+	set(ir, "steps.2.next", J("[\"segment_0\"]"));
+	set(ir, "steps.3.next", J("[\"segment_0\"]"));
+	set(ir, "steps.5.in_funcs", J("[\"segment_0\"]"));
+	EXPECT_DIAGS(ir, "/src/t.py:14: error: step 'segment_0': the generated name 'segment_0' is both the job's function "
+		"for the segment that step 'a' opens and the job's variable for step 'segment_0'; rename a step");
+
+	ir = BUILD(linear);
+	set(ir, "steps.1.name", S("op_start"));
+	set(ir, "steps.0.next", J("[\"op_start\"]"));
+	set(ir, "steps.2.in_funcs", J("[\"op_start\"]"));
+	EXPECT_DIAGS(ir, "/src/t.py:11: error: step 'op_start': the generated name 'op_start' is both the op function of "
+		"step 'start' and the job's variable for step 'op_start'; rename a step");
+
+	EXPECT_DIAGS(BUILD(split), "/src/t.py:12: error: step 'context_': the generated name 'context_' is both the "
+		"parameter of op_join for step 'context' and the parameter of op_join for step 'context_'; rename a step");
+
+	ir = BUILD(linear);
+	set(ir, "steps.1.name", S("mf"));
+	set(ir, "steps.0.next", J("[\"mf\"]"));
+	set(ir, "steps.2.in_funcs", J("[\"mf\"]"));
+	EXPECT_DIAGS(ir, "/src/t.py:11: error: step 'mf': the generated name 'mf' is both the runtime object that op_end "
+		"calls and the parameter of op_end for step 'mf'; rename a step");
+
+	ir = BUILD(linear);
+	set(ir, "flow.job_name", S("op_a"));
+	EXPECT_DIAGS(ir, "/src/t.py:11: error: step 'a': the generated name 'op_a' is both the op function of step 'a' "
+		"and the job function; rename the flow");
+	set(ir, "flow.job_name", S("defs"));
+	EXPECT_DIAGS(ir, "/src/t.py: error: the generated name 'defs' is both the job function and a name the module "
+		"itself defines; rename the flow");
+	set(ir, "flow.job_name", S("proj.TFlow"));
+	EXPECT_DIAGS(ir, "/src/t.py: error: job name 'proj.TFlow' is not a Python identifier");
+}
+
+static void
+test_lower_texts(void)
+{
+	MfdValue *ir = BUILD(linear);
+
+	set(ir, "steps.1.file", S("/src/dir\nname/t.py"));
+	EXPECT_DIAGS(ir, "");
+	set(ir, "steps.1.file", S("/src/t\r.py"));
+	set(ir, "flow.name", S("T\nFlow"));
+	EXPECT_DIAGS(ir, "/src/t.py: error: the flow name \"T\\nFlow\" holds a line break, which would end the comment "
+		"it is printed in\n/src/t\r.py:11: error: step 'a': the file name \"t\\r.py\" holds a line break, which "
+		"would end the comment it is printed in");
+}
+
+static void
+test_lower_placement(void)
+{
+	static const StepSpec twice[] = {
+		{"start", "split-switch", "x x y", "", "", NULL, NULL, "p:x q:x r:y"},
+		{"x", "linear", "end", "start y", "", NULL, NULL, NULL},
+		{"y", "linear", "x", "start", "", NULL, NULL, NULL},
+		{"end", "end", "", "x", "", NULL, NULL, NULL},
+	};
+	static const StepSpec orphan[] = {
+		{"start", "foreach", "body", "", "", "join", "xs", NULL},
+		{"body", "linear", "join", "start", "start", NULL, NULL, NULL},
+		{"join", "join", "end", "body", "start", NULL, NULL, NULL},
+		{"lost", "linear", "end", "", "start", NULL, NULL, NULL},
+		{"end", "end", "", "join lost", "", NULL, NULL, NULL},
+	};
+	MfdValue *ir = BUILD(twice);
+
+	EXPECT_DIAGS(ir, "/src/t.py:11: error: step 'x': 'start' lists this step more than once in next, which would "
+		"order it before its parent 'y'");
+	set(ir, "steps.0.next", J("[\"y\", \"x\", \"x\"]"));
+	set(ir, "steps.0.switch.cases", J("[[\"r\", \"y\"], [\"p\", \"x\"], [\"q\", \"x\"]]"));
+	set(ir, "steps.1.in_funcs", J("[\"start\", \"y\"]"));
+	set(ir, "steps.2.in_funcs", J("[\"start\"]"));
+	EXPECT_DIAGS(ir, "/src/t.py:11: error: step 'x': 'start' lists this step more than once in next, which would "
+		"order it before its parent 'y'");
+	EXPECT_DIAGS(BUILD(orphan), "/src/t.py:13: error: step 'lost': the step runs inside a foreach (level 1) but has "
+		"no in_funcs");
+}
+
 /* driver.c */
 
 static void
@@ -795,9 +1138,10 @@ test_compile(void)
 
 	ASSERT(mfd_compile(ir, "# rt\n", &r1) == 0);
 	ASSERT(r1.text && r1.len == strlen(r1.text) && r1.ndiags == 0);
-	ASSERT(r1.len > 5 && strcmp(r1.text + r1.len - 5, "# rt\n") == 0);
-	ASSERT(strstr(r1.text, "FLOW_NAME = \"TFlow\"\n") != NULL);
-	ASSERT(strstr(r1.text, "    \"alpha\": 0.5,\n") != NULL);
+	ASSERT(strstr(r1.text, "runtime.py ----\n# rt\n# ---- end of embedded runtime ----\n") != NULL);
+	ASSERT(strstr(r1.text, "FLOW = {\n    \"name\": \"TFlow\",\n") != NULL);
+	ASSERT(strstr(r1.text, "        {\"name\": \"alpha\", \"var\": \"alpha\", \"type\": \"float\", \"default\": 0.5,") != NULL);
+	ASSERT(r1.len > 33 && strcmp(r1.text + r1.len - 33, "defs = Definitions(jobs=[TFlow])\n") == 0);
 	ASSERT(mfd_compile(ir, "# rt\n", &r2) == 0);
 	ASSERT(r2.len == r1.len && memcmp(r1.text, r2.text, r1.len) == 0);
 	mfd_result_free(&r1);
@@ -845,6 +1189,7 @@ main(void)
 	RUN(test_strbuf_sticky);
 	RUN(test_pystr);
 	RUN(test_pyvalue);
+	RUN(test_float_repr);
 	RUN(test_value);
 	RUN(test_json);
 	RUN(test_diag_format);
@@ -853,10 +1198,17 @@ main(void)
 	RUN(test_read_types);
 	RUN(test_read_fields);
 	RUN(test_check_names);
+	RUN(test_check_edges);
 	RUN(test_check_kinds);
 	RUN(test_check_decorators);
 	RUN(test_check_switch);
 	RUN(test_depth);
+	RUN(test_lower_order);
+	RUN(test_lower_segments);
+	RUN(test_lower_inputs);
+	RUN(test_lower_names);
+	RUN(test_lower_texts);
+	RUN(test_lower_placement);
 	RUN(test_compile);
 	RUN(test_result_owns_diags);
 	mfd_arena_free(A);
