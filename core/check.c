@@ -21,6 +21,7 @@
  * resolve.
  */
 #include <stdlib.h>
+#include <ctype.h>
 #include <string.h>
 
 #include "internal.h"
@@ -214,6 +215,65 @@ check_decorators(Compile *c, const Step *s, Decorator *d, size_t n)
 		d[i].kind = mfd_deco_lookup(d[i].name);
 		if (mfd_deco_handling(d[i].kind) == REJECTED)
 			error_at(c, s, "@%s is not supported: %s", decorators[d[i].kind].name, decorators[d[i].kind].reason);
+	}
+}
+
+/* Returns 1 when every byte of s is in the set allowed by extra (beyond letters and digits). */
+static int
+all_in(const char *s, const char *extra)
+{
+	if (!*s)
+		return 0;
+	for (; *s; s++)
+		if (!(isalnum((unsigned char)*s) || strchr(extra, *s)))
+			return 0;
+	return 1;
+}
+
+/*
+ * Checks @trigger as Metaflow defines it: valid event names, mappings from existing Parameters to valid
+ * payload field names, and each Parameter fed by one event at most.
+ */
+static void
+check_triggers(Compile *c)
+{
+	const Flow *f = c->flow;
+	const Triggers *t = f->triggers;
+	const Event *e;
+	const char **seen;
+	size_t i, k, j, nseen = 0, total = 0;
+
+	if (!t)
+		return;
+	if (t->nevents == 0)
+		error_at(c, NULL, "@trigger names no event");
+	for (i = 0; i < t->nevents; i++)
+		total += t->events[i].nparams;
+	seen = mfd_alloc(c->arena, (total + 1) * sizeof *seen);
+	for (i = 0; i < t->nevents; i++) {
+		e = &t->events[i];
+		if (!e->name)
+			continue;
+		if (!all_in(e->name, "_.-"))
+			error_at(c, NULL, "@trigger event %s: event names use only letters, digits, '_', '.' and '-'",
+				quote(c, e->name));
+		for (k = 0; k < e->nparams; k++) {
+			for (j = 0; j < f->nparams && strcmp(f->params[j].name, e->params[k].key); j++)
+				;
+			if (j == f->nparams)
+				error_at(c, NULL, "@trigger event %s maps field %s to %s, which is not a Parameter of the flow",
+					quote(c, e->name), quote(c, e->params[k].value), quote(c, e->params[k].key));
+			if (!all_in(e->params[k].value, "_"))
+				error_at(c, NULL, "@trigger event %s: payload field %s must use only letters, digits and '_'",
+					quote(c, e->name), quote(c, e->params[k].value));
+			for (j = 0; j < nseen && strcmp(seen[j], e->params[k].key); j++)
+				;
+			if (j < nseen)
+				error_at(c, NULL, "@trigger: parameter %s is mapped by more than one event",
+					quote(c, e->params[k].key));
+			else
+				seen[nseen++] = e->params[k].key;
+		}
 	}
 }
 
@@ -440,6 +500,9 @@ mfd_check(Compile *c)
 	if (end && end->kind != STEP_END)
 		error_at(c, end, "end_step names this step, whose type is %s, not end", mfd_step_kind_name(end->kind));
 	check_decorators(c, NULL, f->decos, f->ndecos);
+	check_triggers(c);
+	if (f->settings.environment && strcmp(f->settings.environment, "local") != 0)
+		error_at(c, NULL, "--environment=%s is not supported: %s", f->settings.environment, NEEDS_ENVIRONMENT);
 	for (i = 0; i < f->nsteps; i++) {
 		resolved &= resolve_step(c, &f->steps[i]);
 		check_step(c, &f->steps[i]);

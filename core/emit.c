@@ -251,6 +251,12 @@ emit_flow(StrBuf *o, const Flow *f, const Plan *p)
 	emit_configs(o, f);
 	emit_settings(o, &f->settings);
 	emit_options(o, &f->options);
+	mfd_sb_puts(o, "\"triggers\": ");
+	if (f->triggers)
+		mfd_sb_pyvalue(o, f->triggers->value);
+	else
+		mfd_sb_puts(o, "None");
+	mfd_sb_puts(o, ",\n");
 	emit_steps(o, p);
 	mfd_sb_indent(o, -1);
 	mfd_sb_puts(o, "}\n\n");
@@ -441,6 +447,29 @@ emit_segment(StrBuf *o, const Segment *sg)
 	mfd_sb_printf(o, " = %s.map(segment_%d)\n", sg->source, sg->id);
 }
 
+/*
+ * Appends `defs`: the job, and with @trigger the sensor that starts it on events and an asset per event, so
+ * the UI shows event -> job.
+ */
+static void
+emit_definitions(StrBuf *o, const Flow *f, const Plan *p)
+{
+	size_t i;
+
+	if (!f->triggers) {
+		mfd_sb_printf(o, "\n\ndefs = Definitions(jobs=[%s])\n", p->job);
+		return;
+	}
+	mfd_sb_puts(o, "\n\n# @trigger: a run of the job for each event");
+	if (f->triggers->nevents > 1)
+		mfd_sb_puts(o, " set (all of them must arrive)");
+	mfd_sb_puts(o, ":");
+	for (i = 0; i < f->triggers->nevents; i++)
+		mfd_sb_printf(o, " %s", f->triggers->events[i].name);
+	mfd_sb_printf(o, "\ndefs = Definitions(\n    jobs=[%s],\n    sensors=[mf.event_sensor(%s)],\n"
+		"    assets=mf.event_assets(),\n)\n", p->job, p->job);
+}
+
 /* Appends the @job: ops outside any segment are called in place, a segment where its head comes. */
 static void
 emit_job(StrBuf *o, const Flow *f, const Plan *p)
@@ -462,7 +491,7 @@ emit_job(StrBuf *o, const Flow *f, const Plan *p)
 			emit_segment(o, &p->segs[op->seg]);
 	}
 	mfd_sb_indent(o, -1);
-	mfd_sb_printf(o, "\n\ndefs = Definitions(jobs=[%s])\n", p->job);
+	emit_definitions(o, f, p);
 }
 
 /* Prints c->plan into c->out. Returns the number of errors so far (emitting adds none). */

@@ -69,6 +69,7 @@ typedef enum ParamType {
  * not listed are FORWARDED.
  */
 #define REMOTE_LAUNCHER "tasks run on the Dagster worker, not on a remote launcher"
+#define NEEDS_ENVIRONMENT "its environment must be bootstrapped once per run, which is not implemented yet"
 #define DECORATORS(X) \
 	X(DECO_RETRY,             "retry",             HANDLED,   "op attempts follow the retries field") \
 	X(DECO_TIMEOUT,           "timeout",           HANDLED,   "the op enforces timeout_seconds") \
@@ -77,12 +78,14 @@ typedef enum ParamType {
 	X(DECO_RESOURCES,         "resources",         FORWARDED, "a hint for remote launchers; tasks run where the op runs") \
 	X(DECO_CARD,              "card",              FORWARDED, "Metaflow renders cards inside the task") \
 	X(DECO_SECRETS,           "secrets",           FORWARDED, "Metaflow resolves secrets inside the task") \
-	X(DECO_CONDA,             "conda",             FORWARDED, "Metaflow's environment builds it") \
-	X(DECO_PYPI,              "pypi",              FORWARDED, "Metaflow's environment builds it") \
+	X(DECO_CONDA,             "conda",             REJECTED,  NEEDS_ENVIRONMENT) \
+	X(DECO_PYPI,              "pypi",              REJECTED,  NEEDS_ENVIRONMENT) \
+	X(DECO_CONDA_BASE,        "conda_base",        REJECTED,  NEEDS_ENVIRONMENT) \
+	X(DECO_PYPI_BASE,         "pypi_base",         REJECTED,  NEEDS_ENVIRONMENT) \
 	X(DECO_PROJECT,           "project",           HANDLED,   "job name and --branch/--production") \
-	X(DECO_SCHEDULE,          "schedule",          HANDLED,   "a Dagster schedule") \
+	X(DECO_SCHEDULE,          "schedule",          REJECTED,  "Dagster schedules are not generated yet") \
 	X(DECO_TRIGGER,           "trigger",           HANDLED,   "a Dagster sensor on events") \
-	X(DECO_TRIGGER_ON_FINISH, "trigger_on_finish", HANDLED,   "a Dagster sensor on finished runs") \
+	X(DECO_TRIGGER_ON_FINISH, "trigger_on_finish", REJECTED,  "sensors on finished runs are not generated yet") \
 	X(DECO_PARALLEL,          "parallel",          REJECTED,  "it needs gang-scheduled workers") \
 	X(DECO_KUBERNETES,        "kubernetes",        REJECTED,  REMOTE_LAUNCHER) \
 	X(DECO_BATCH,             "batch",             REJECTED,  REMOTE_LAUNCHER) \
@@ -271,6 +274,19 @@ typedef struct Config {
 	const char *value; /* JSON text */
 } Config;
 
+typedef struct Event {
+	const char *name;        /* event name, ^[A-Za-z0-9_.-]+$ */
+	StrPair *params;         /* parameter name -> payload field */
+	size_t nparams;
+} Event;
+
+/* @trigger: the events a flow waits for (all of them: AND), and the decorator's options. */
+typedef struct Triggers {
+	Event *events;
+	size_t nevents;
+	const MfdValue *value;   /* the IR's flow.triggers as given, for the FLOW literal */
+} Triggers;
+
 typedef struct Project {
 	const char *name;
 	const char *branch;
@@ -313,6 +329,7 @@ typedef struct Flow {
 	StepRef start;          /* start_step */
 	StepRef end;            /* end_step */
 	Project *project;       /* or NULL */
+	Triggers *triggers;     /* @trigger, or NULL */
 	Decorator *decos;
 	size_t ndecos;
 	Step *steps;            /* in the IR's (topological) order */

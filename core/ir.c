@@ -411,11 +411,45 @@ read_steps(Compile *c, const MfdValue *ir, Flow *f)
 	}
 }
 
+/* flow.triggers: null, or {"events": [{"name", "parameters": {param: field}}], "options": {...}}. */
+static Triggers *
+read_triggers(Compile *c, const MfdValue *flow)
+{
+	static const char *const known[] = {"events", "options", NULL};
+	static const char *const event_fields[] = {"name", "parameters", NULL};
+	const MfdValue *v = any_field(c, flow, "flow", "triggers"), *events, *e;
+	const char *epath;
+	Triggers *t;
+	size_t i;
+
+	if (!v || v->kind == VAL_NULL || !is(c, v, VAL_OBJECT, "flow", "triggers", "object or null"))
+		return NULL;
+	schema(c, v, "flow.triggers", known);
+	obj_field(c, v, "flow.triggers", "options");
+	events = array_field(c, v, "flow.triggers", "events", "array of objects");
+	if (!events)
+		return NULL;
+	t = mfd_alloc(c->arena, sizeof *t);
+	t->value = v;
+	t->nevents = events->u.arr.n;
+	t->events = mfd_alloc(c->arena, t->nevents * sizeof *t->events);
+	for (i = 0; i < t->nevents; i++) {
+		e = events->u.arr.v[i];
+		epath = elem(c, "flow.triggers", "events", i);
+		if (!is(c, e, VAL_OBJECT, epath, "", "object"))
+			continue;
+		schema(c, e, epath, event_fields);
+		t->events[i].name = str_field(c, e, epath, "name");
+		t->events[i].params = pairs_field(c, e, epath, "parameters", &t->events[i].nparams);
+	}
+	return t;
+}
+
 static void
 read_flow(Compile *c, const MfdValue *ir, Flow *f)
 {
 	static const char *const known[] = {"name", "file", "file_sha256", "job_name", "start_step", "end_step",
-		"doc", "project", "decorators", NULL};
+		"doc", "project", "decorators", "triggers", NULL};
 	static const char *const project_fields[] = {"name", "branch", "flow_name", "production", NULL};
 	const MfdValue *v = obj_field(c, ir, "", "flow"), *p;
 
@@ -439,6 +473,7 @@ read_flow(Compile *c, const MfdValue *ir, Flow *f)
 		f->project->production = bool_field(c, p, "flow.project", "production");
 	}
 	f->decos = read_decorators(c, v, "flow", &f->ndecos);
+	f->triggers = read_triggers(c, v);
 }
 
 static void

@@ -535,8 +535,11 @@ class FlowRuntime:
         from metaflow.metadata_provider import MetaDatum
         from metaflow.plugins import METADATA_PROVIDERS
 
+        from metaflow.metaflow_environment import MetaflowEnvironment
+
+        flow = SimpleNamespace(name=self.flow["name"])
         impl = next(m for m in METADATA_PROVIDERS if m.TYPE == self.flow["settings"]["metadata"])
-        provider = impl(None, SimpleNamespace(name=self.flow["name"]), None, None)
+        provider = impl(MetaflowEnvironment(flow), flow, None, None)
         run_id, step, task_id = pathspec.split("/")
         datum = MetaDatum(field="execution-triggers", value=json.dumps(triggers), type="execution-triggers", tags=[])
         provider.register_metadata(run_id, step, task_id, [datum])

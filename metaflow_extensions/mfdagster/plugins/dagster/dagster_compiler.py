@@ -101,6 +101,18 @@ def _step(node, graph):
     }
 
 
+def _triggers(flow):
+    """`@trigger` as the IR's `flow.triggers`: events with their parameter mappings, after deploy-time
+    values (callables, `namespaced_event_name`) are resolved, and the decorator's `options`."""
+    decos = flow._flow_decorators.get("trigger")
+    if not decos:
+        return None
+    deco = decos[0]
+    deco.format_deploytime_value()
+    events = [{"name": t["name"], "parameters": dict(t.get("parameters") or {})} for t in deco.triggers]
+    return {"events": events, "options": _jsonable(deco.options or {})}
+
+
 def _job_name(flow_name):
     name = current.get("project_flow_name") or flow_name
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
@@ -157,6 +169,7 @@ def build_ir(obj, tags=(), namespace=None, max_workers=16, workflow_timeout=0, e
             "doc": graph.doc or "",
             "project": project,
             "decorators": flow_decos,
+            "triggers": _triggers(flow),
         },
         "steps": [_step(graph[name], graph) for name in graph.sorted_nodes],
         "parameters": params,
