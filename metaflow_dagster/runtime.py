@@ -533,9 +533,8 @@ class FlowRuntime:
         from types import SimpleNamespace
 
         from metaflow.metadata_provider import MetaDatum
-        from metaflow.plugins import METADATA_PROVIDERS
-
         from metaflow.metaflow_environment import MetaflowEnvironment
+        from metaflow.plugins import METADATA_PROVIDERS
 
         flow = SimpleNamespace(name=self.flow["name"])
         impl = next(m for m in METADATA_PROVIDERS if m.TYPE == self.flow["settings"]["metadata"])
