@@ -364,30 +364,35 @@ class FlowRuntime:
         pending = {"stdout": b"", "stderr": b""}
         open_streams = 2
         timed_out = False
-        while open_streams:
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            events = sel.select(wait)
-            if not events and deadline is not None and time.monotonic() >= deadline:
-                timed_out = True
-                self._kill(proc)
-                break
-            for key, _ in events:
-                name, log = key.data
-                chunk = os.read(key.fileobj.fileno(), 65536)
-                if not chunk:
-                    sel.unregister(key.fileobj)
-                    open_streams -= 1
-                    lines = [pending[name]] if pending[name] else []
-                else:
-                    data = pending[name] + chunk
-                    *lines, pending[name] = data.split(b"\n")
-                for raw in lines:
-                    line = raw.decode("utf-8", "replace").rstrip()
-                    if line:
-                        log(line)
-                        print(line, file=sys.stdout if name == "stdout" else sys.stderr, flush=True)
-                        if name == "stderr":
-                            tail = (tail + [line])[-40:]
+        try:
+            while open_streams:
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                events = sel.select(wait)
+                if not events and deadline is not None and time.monotonic() >= deadline:
+                    timed_out = True
+                    self._kill(proc)
+                    break
+                for key, _ in events:
+                    name, log = key.data
+                    chunk = os.read(key.fileobj.fileno(), 65536)
+                    if not chunk:
+                        sel.unregister(key.fileobj)
+                        open_streams -= 1
+                        lines = [pending[name]] if pending[name] else []
+                    else:
+                        data = pending[name] + chunk
+                        *lines, pending[name] = data.split(b"\n")
+                    for raw in lines:
+                        line = raw.decode("utf-8", "replace").rstrip()
+                        if line:
+                            log(line)
+                            print(line, file=sys.stdout if name == "stdout" else sys.stderr, flush=True)
+                            if name == "stderr":
+                                tail = (tail + [line])[-40:]
+        except BaseException:
+            # Interrupted (terminate, op failure): never leave the task's process group running.
+            self._kill(proc)
+            raise
         sel.close()
         rc = proc.wait()
         proc.stdout.close()
@@ -812,11 +817,14 @@ class EventSensorLogic:
         return next(reverse_cron_string_iterator(now, cron, reset.get("timezone") or "UTC")).timestamp()
 
     def tick(self, instance, cursor, now, log):
-        """One tick: returns (run requests as (run_key, config, triggers), new cursor)."""
+        """One tick: returns (run requests as (run_key, config, triggers), skipped, new cursor).
+
+        ``skipped`` lists ``(event name, event id or None, reason)`` for every event that cannot start a run.
+        """
         from dagster import AssetRecordsFilter
 
         state = json.loads(cursor) if cursor else {"after": {}, "pending": {}}
-        requests = []
+        requests, skipped = [], []
         started = time.monotonic()
         boundary = self._reset_boundary(now)
         if boundary is not None:
@@ -837,6 +845,7 @@ class EventSensorLogic:
                         event = read_event(record)
                     except BadEvent as e:
                         log.warning("skipping event %s at storage id %d: %s" % (name, record.storage_id, e))
+                        skipped.append((name, None, str(e)))
                         continue
                     state["pending"][name] = event
                     if len(names) == 1 or all(n in state["pending"] for n in names):
@@ -845,6 +854,7 @@ class EventSensorLogic:
                             config = self.run_config(fired)
                         except BadEvent as e:
                             log.warning("skipping event %s: %s" % (name, e))
+                            skipped.append((name, event["id"], str(e)))
                             continue
                         requests.append((
                             "+".join(fired[n]["id"] for n in names),
@@ -854,7 +864,7 @@ class EventSensorLogic:
                         ))
                 if len(result.records) < _EVENT_PAGE:
                     break
-        return requests, json.dumps(state, sort_keys=True)
+        return requests, skipped, json.dumps(state, sort_keys=True)
 
 
 def _sensor_name(job_name, events):
@@ -864,7 +874,7 @@ def _sensor_name(job_name, events):
 
 def _event_sensor(runtime, job):
     """The Dagster sensor of a flow's ``@trigger``: one run per event (or per complete set of events)."""
-    from dagster import DefaultSensorStatus, RunRequest, SkipReason, sensor
+    from dagster import AssetObservation, DefaultSensorStatus, RunRequest, SkipReason, sensor
 
     triggers = runtime.flow["triggers"]
     logic = EventSensorLogic(runtime.flow, triggers)
@@ -881,7 +891,15 @@ def _event_sensor(runtime, job):
         % (runtime.flow["name"], " + ".join(e["name"] for e in triggers["events"])),
     )
     def _sensor(context):
-        requests, cursor = logic.tick(context.instance, context.cursor, time.time(), context.log)
+        requests, skipped, cursor = logic.tick(context.instance, context.cursor, time.time(), context.log)
+        for name, event_id, reason in skipped:
+            context.instance.report_runless_asset_event(
+                AssetObservation(
+                    asset_key=event_asset_key(name),
+                    description="event skipped by %s: %s" % (context.sensor_name, reason),
+                    metadata={"skipped_event_id": event_id or "", "reason": reason},
+                )
+            )
         context.update_cursor(cursor)
         if not requests:
             return SkipReason("no new events")

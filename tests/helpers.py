@@ -102,3 +102,76 @@ def flow_literal(defs_path):
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "FLOW":
             return ast.literal_eval(node.value)
     raise AssertionError("no FLOW literal in %s" % defs_path)
+
+
+def wait_for(predicate, timeout, what, interval=1.0):
+    """Poll ``predicate`` until it returns something truthy (returned); fail after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "timed out after %ss waiting for %s" % (timeout, what)
+        time.sleep(interval)
+
+
+class DagsterDaemon:
+    """A `dagster-daemon run` process on a project's DAGSTER_HOME and its deployment workspace.
+
+    The daemon reads the workspace when it starts (and again only every 60 s), so start it after the
+    deployments it must run exist. `start` creates the instance's storage first (two processes creating it
+    at once can corrupt its schema version table) and returns once the daemon's run queue heartbeats. The
+    daemon runs in its own process group, which `stop` ends.
+    """
+
+    def __init__(self, project):
+        self.project = project
+        self.proc = None
+        self.log_path = os.path.join(project.workdir, "dagster-daemon.log")
+
+    def start(self):
+        from dagster import DagsterInstance
+
+        workspace = os.path.join(self.project.home, "metaflow", "workspace.yaml")
+        assert os.path.exists(workspace), "deploy a flow before starting the daemon"
+        DagsterInstance.from_config(self.project.home).dispose()
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "dagster._daemon", "run", "-w", workspace],
+                cwd=self.project.workdir,
+                env=self.project.env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_for(self._beating, 120, "dagster-daemon to start (log: %s)" % self.log_path)
+        return self
+
+    def _beating(self):
+        from dagster import DagsterInstance
+
+        assert self.proc.poll() is None, "dagster-daemon exited:\n" + self.log_tail()
+        with DagsterInstance.from_config(self.project.home) as inst:
+            return "QUEUED_RUN_COORDINATOR" in inst.get_daemon_heartbeats()
+
+    def log_tail(self, n=60):
+        with open(self.log_path) as f:
+            return "".join(f.readlines()[-n:])
+
+    def stop(self):
+        import signal
+
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(self.proc.pid, sig)
+                self.proc.wait(grace)
+                return
+            except ProcessLookupError:
+                return
+            except subprocess.TimeoutExpired:
+                continue

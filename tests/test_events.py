@@ -69,7 +69,7 @@ def test_single_event_default_mapping_and_bad_events_are_skipped(caplog):
         good2 = publish(instance, "go", who="z", count=7, flag="true", cfg={"k": [1, 2]})
         publish(instance, "other", who="ignored")                    # another event name
         with caplog.at_level(logging.WARNING):
-            requests, cursor = logic.tick(instance, None, 0, LOG)
+            requests, skipped, cursor = logic.tick(instance, None, 0, LOG)
         assert [r[0] for r in requests] == [good1, good2]
         assert requests[0][1] == {"alpha": 0.75, "who": "$(rm -rf /); `ls` ünï"}
         assert requests[1][1] == {"who": "z", "count": 7, "flag": True, "cfg": '{"k": [1, 2]}'}
@@ -77,8 +77,9 @@ def test_single_event_default_mapping_and_bad_events_are_skipped(caplog):
         reasons = caplog.text
         assert "not a valid float" in reasons and "required parameter 'who'" in reasons
         assert "larger than" in reasons and "not a valid json" in reasons
+        assert len(skipped) == 4 and all(reason for _, _, reason in skipped)
         # The cursor is the storage id: nothing is read twice.
-        again, _ = logic.tick(instance, cursor, 0, LOG)
+        again, _, _ = logic.tick(instance, cursor, 0, LOG)
         assert again == []
 
 
@@ -88,11 +89,11 @@ def test_explicit_mapping_and_and_semantics():
     logic = EventSensorLogic(flow(triggers), triggers)
     with instance_for_test() as instance:
         a1 = publish(instance, "a", user="first")
-        requests, cursor = logic.tick(instance, None, 0, LOG)
+        requests, skipped, cursor = logic.tick(instance, None, 0, LOG)
         assert requests == [] and json.loads(cursor)["pending"]["a"]["id"] == a1
         a2 = publish(instance, "a", user="second")
         b1 = publish(instance, "b", n="4")
-        requests, cursor = logic.tick(instance, cursor, 0, LOG)
+        requests, skipped, cursor = logic.tick(instance, cursor, 0, LOG)
         assert len(requests) == 1
         key, config, trig = requests[0]
         assert key == "%s+%s" % (a2, b1) and config == {"who": "second", "count": 4}
@@ -106,11 +107,11 @@ def test_reset_at_drops_waiting_events():
     logic = EventSensorLogic(flow(triggers), triggers)
     with instance_for_test() as instance:
         publish(instance, "a", user="early")
-        _, cursor = logic.tick(instance, None, 0, LOG)
+        _, _, cursor = logic.tick(instance, None, 0, LOG)
         state = json.loads(cursor)
         waited = state["pending"]["a"]["timestamp"]
         # An hour boundary passes: the waiting event is dropped.
-        _, cursor = logic.tick(instance, cursor, waited + 3600, LOG)
+        _, _, cursor = logic.tick(instance, cursor, waited + 3600, LOG)
         assert json.loads(cursor)["pending"] == {}
 
 
@@ -119,7 +120,7 @@ def test_events_are_read_in_pages_without_loss():
     logic = EventSensorLogic(flow(triggers), triggers)
     with instance_for_test() as instance:
         ids = [publish(instance, "burst", who="w%d" % i) for i in range(450)]
-        requests, cursor = logic.tick(instance, None, 0, LOG)
+        requests, skipped, cursor = logic.tick(instance, None, 0, LOG)
         assert [r[0] for r in requests] == ids
         assert [r[1]["who"] for r in requests] == ["w%d" % i for i in range(450)]
 

@@ -1,15 +1,29 @@
-"""`python flow.py dagster ...`: compile a Metaflow flow into a Dagster definitions file.
+"""`python flow.py dagster ...`: compile a Metaflow flow into a Dagster definitions file, deploy it, run it.
 
 The group runs after Metaflow's own top-level processing (config mutators, `--with` decorators, step
 decorator init), exactly as `argo-workflows` does, so the graph read here is the one tasks will run.
+
+A deployment is a definitions file registered in `$DAGSTER_HOME/metaflow/workspace.yaml` under its job name
+(metaflow_dagster/deployments.py). `create` writes and registers it; `trigger`, `resume`, `status`,
+`terminate`, `delete` and `list` act on the deployment named `--name`, by default this flow's job name. They
+read what they need from the registry and the generated file's FLOW literal, never from this flow's graph,
+so the stand-in flow file that `DeployedFlow.from_deployment` writes (parameters only) drives them as well
+as the real one does. Everything that could be refused is checked before a run is submitted or the
+Deployer's attribute file is written.
 """
 
+import hashlib
 import json
 import os
+import sys
 
+from metaflow import parameters
 from metaflow._vendor import click
+from metaflow.exception import MetaflowException
 
-from .dagster_compiler import DagsterException, build_ir, compile_ir, write_atomic
+from metaflow_dagster import deployments as dep
+
+from .dagster_compiler import DagsterException, _job_name, build_ir, compile_ir, write_atomic
 
 
 @click.group()
@@ -18,12 +32,38 @@ def cli():
 
 
 @cli.group(help="Commands related to running this flow on Dagster.")
+@click.option(
+    "--name",
+    default=None,
+    type=str,
+    help="The deployment (Dagster job) to act on. Default: this flow's job name (project_branch_Flow under @project).",
+)
 @click.pass_obj
-def dagster(obj):
+def dagster(obj, name=None):
     obj.check(obj.graph, obj.flow, obj.environment, pylint=obj.pylint)
+    obj.dagster_job = _job_name(obj.flow.name)
+    obj.deployment_name = name or obj.dagster_job
 
 
-@dagster.command(help="Compile this flow into a Dagster definitions file (serve it with `dagster dev -f FILE`).")
+def _deployment(obj, what):
+    """The deployment this command acts on (name, DAGSTER_HOME, definitions file, FLOW literal)."""
+    d = dep.open_deployment(obj.deployment_name, what="`dagster %s`" % what)
+    if d.flow["name"] != obj.flow.name:
+        raise DagsterException("deployment *%s* runs flow *%s*, not *%s*" % (d.name, d.flow["name"], obj.flow.name))
+    return d
+
+
+def _write_attributes(path, payload):
+    if path:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(payload, f)
+
+
+def _echo_serving(obj, home):
+    obj.echo("Serve every deployed flow with: %s" % " ".join(dep.serve_command(home)))
+
+
+@dagster.command(help="Compile this flow into a Dagster definitions file and deploy it to DAGSTER_HOME.")
 @click.argument("file", required=False)
 @click.option("--tag", "tags", multiple=True, default=None, help="Tag every run of this flow (repeatable).")
 @click.option("--namespace", default=None, help="Metaflow namespace of the runs.")
@@ -33,6 +73,11 @@ def dagster(obj):
 @click.option("--deployer-attribute-file", default=None, hidden=True)
 @click.pass_obj
 def create(obj, file, tags, namespace, max_workers, workflow_timeout, ir_only, deployer_attribute_file):
+    if obj.deployment_name != obj.dagster_job:
+        raise DagsterException(
+            "--name %s is not supported by `create`: a deployment is named after its job, *%s*"
+            % (obj.deployment_name, obj.dagster_job)
+        )
     if max_workers < 1:
         raise DagsterException("--max-workers must be at least 1 (got %d)" % max_workers)
     if workflow_timeout < 0:
@@ -43,15 +88,182 @@ def create(obj, file, tags, namespace, max_workers, workflow_timeout, ir_only, d
     if ir_only:
         click.echo(json.dumps(ir, indent=2, sort_keys=True))
         return
+    home = dep.dagster_home()
+    name = ir["flow"]["job_name"]
     if not file:
-        raise DagsterException("give the definitions file to write: `dagster create FILE`")
+        if not home:
+            raise DagsterException(
+                "give the definitions file to write (`dagster create FILE`), or set DAGSTER_HOME to deploy there"
+            )
+        file = os.path.join(dep.Workspace(home).dir, "definitions", name + ".py")
+        os.makedirs(os.path.dirname(file), exist_ok=True)
+    file = os.path.abspath(file)
     text = compile_ir(ir)
     write_atomic(file, text)
     obj.echo("Wrote Dagster definitions for *%s* to *%s*." % (obj.flow.name, file), bold=True)
-    obj.echo("Serve them with: dagster dev -f %s" % os.path.abspath(file))
-    if deployer_attribute_file:
-        with open(deployer_attribute_file, "w", encoding="utf-8") as f:
-            json.dump(
-                {"name": ir["flow"]["job_name"], "flow_name": obj.flow.name, "metadata": obj.metadata.metadata_str()},
-                f,
-            )
+    if home:
+        workspace = dep.Workspace(home)
+        existed = workspace.register(name, file)
+        obj.echo("Deployed *%s* in %s." % (name, workspace.path))
+        _echo_serving(obj, home)
+        if dep.reload_webserver(name if existed else None):
+            obj.echo("The Dagster webserver at %s reloaded it." % dep.webserver_url())
+            if not existed:
+                obj.echo("A daemon that is already running loads a new deployment within 60 seconds.")
+    else:
+        obj.echo("Registration skipped because DAGSTER_HOME is not set.")
+        obj.echo("Serve them with: dagster dev -f %s" % file)
+    _write_attributes(
+        deployer_attribute_file,
+        {
+            "name": name,
+            "flow_name": obj.flow.name,
+            "metadata": obj.metadata.metadata_str(),
+            "additional_info": {"definitions_file": file, "dagster_home": home},
+        },
+    )
+
+
+def _submit(obj, d, values, tags, opts, what):
+    """Launch one run of deployment ``d``, tell the user (and the Deployer) its ids, optionally wait for it.
+
+    ``opts`` holds the run options (`--wait`, `--run-id-file`, `--deployer-attribute-file`).
+    """
+    flow = d.flow
+    if os.path.abspath(sys.argv[0]) == flow["file"]:
+        with open(flow["file"], "rb") as f:
+            if hashlib.sha256(f.read()).hexdigest() != flow["file_sha256"]:
+                raise DagsterException(
+                    "%s changed after `dagster create`: deploy it again before running *%s*" % (flow["file"], d.name)
+                )
+    config = dep.run_config(flow, values)
+    dagster_run_id, run_id = dep.new_run_ids()
+    pathspec = "%s/%s" % (flow["name"], run_id)
+    daemon = dep.daemon_running(d.home)  # opens (and on first use creates) the instance before Dagster does
+    dep.launch(d.home, d.name, d.defs, config, dict(tags, **{dep.RUN_ID_TAG: run_id}), dagster_run_id)
+    if opts["run_id_file"]:
+        with open(opts["run_id_file"], "w") as f:
+            f.write(run_id)
+    url = dep.run_url(dagster_run_id)
+    _write_attributes(
+        opts["deployer_attribute_file"],
+        {
+            "name": d.name,
+            "metadata": obj.metadata.metadata_str(),
+            "pathspec": pathspec,
+            "dagster_run_id": dagster_run_id,
+            "dagster_home": d.home,
+            "dagster_ui_url": url,
+        },
+    )
+    obj.echo("%s *%s* on Dagster (run *%s*, Dagster run %s)." % (what, d.name, pathspec, dagster_run_id), bold=True)
+    obj.echo("See the run in the Dagster UI at %s" % url)
+    if not daemon:
+        obj.echo("No Dagster daemon is running for %s: the run stays queued until one starts." % d.home)
+        _echo_serving(obj, d.home)
+    if opts["wait"]:
+        status = dep.wait(d.home, dagster_run_id)
+        obj.echo("Run *%s* %s." % (pathspec, status))
+        if status != "SUCCEEDED":
+            raise DagsterException("run *%s* of *%s* failed on Dagster: %s" % (pathspec, d.name, url))
+
+
+_RUN_OPTIONS = [
+    click.option("--wait", is_flag=True, default=False, help="Wait for the run to finish; fail if it fails."),
+    click.option("--run-id-file", default=None, type=str, help="Write the Metaflow run id to this file."),
+    click.option("--deployer-attribute-file", default=None, type=str, hidden=True),
+]
+
+
+def _run_options(cmd):
+    for option in reversed(_RUN_OPTIONS):
+        cmd = option(cmd)
+    return cmd
+
+
+@parameters.add_custom_parameters(deploy_mode=False)
+@dagster.command(help="Run the deployed flow on the Dagster instance in DAGSTER_HOME.")
+@_run_options
+@click.pass_obj
+def trigger(obj, wait=False, run_id_file=None, deployer_attribute_file=None, **kwargs):
+    d = _deployment(obj, "trigger")
+    opts = {"wait": wait, "run_id_file": run_id_file, "deployer_attribute_file": deployer_attribute_file}
+    values = {}
+    for _, param in obj.flow._get_parameters():
+        if param.IS_CONFIG_PARAMETER:
+            continue
+        value = kwargs.get(param.name.replace("-", "_").lower())
+        if isinstance(value, parameters.DelayedEvaluationParameter):
+            value = value(return_str=True)
+        if value is not None:
+            values[param.name] = value
+    _submit(obj, d, values, {}, opts, "Triggered")
+
+
+@dagster.command(help="Resume a run of the deployed flow: reuse its finished tasks, run the rest again.")
+@click.argument("step-to-rerun", required=False)
+@click.option("--origin-run-id", required=True, help="The Metaflow run id of the run to resume.")
+@_run_options
+@click.pass_obj
+def resume(obj, step_to_rerun=None, origin_run_id=None, wait=False, run_id_file=None, deployer_attribute_file=None):
+    d = _deployment(obj, "resume")
+    opts = {"wait": wait, "run_id_file": run_id_file, "deployer_attribute_file": deployer_attribute_file}
+    name = d.flow["name"]
+    if step_to_rerun is not None and step_to_rerun not in d.flow["steps"]:
+        raise DagsterException(
+            "cannot resume *%s/%s* from *%s*: flow *%s* has no such step (steps: %s)"
+            % (name, origin_run_id, step_to_rerun, name, ", ".join(d.flow["steps"]))
+        )
+    values = dep.origin_parameters(d.flow, origin_run_id)
+    tags = {dep.ORIGIN_RUN_TAG: origin_run_id}
+    if step_to_rerun:
+        tags[dep.RESUME_STEP_TAG] = step_to_rerun
+    _submit(obj, d, values, tags, opts, "Resumed")
+
+
+@dagster.command(help="Print the status of a run on stdout: PENDING, RUNNING, SUCCEEDED or FAILED.")
+@click.argument("run-id", required=True, type=str)
+@click.pass_obj
+def status(obj, run_id):
+    d = _deployment(obj, "status")
+    with dep.instance(d.home) as inst:
+        run = dep.get_run(inst, d.flow, run_id)
+    obj.echo("Run *%s/%s* is %s on Dagster: %s" % (d.flow["name"], run_id, run.status.value, dep.run_url(run.run_id)))
+    click.echo(dep.STATUS.get(run.status.value, "PENDING"))
+
+
+@dagster.command(help="Terminate a run of the deployed flow.")
+@click.argument("run-id", required=True, type=str)
+@click.pass_obj
+def terminate(obj, run_id):
+    d = _deployment(obj, "terminate")
+    pathspec = "%s/%s" % (d.flow["name"], run_id)
+    with dep.instance(d.home) as inst:
+        run = dep.get_run(inst, d.flow, run_id)
+        if not dep.terminate(inst, run):
+            raise DagsterException("run *%s* cannot be terminated: it is %s" % (pathspec, run.status.value))
+    obj.echo("Terminating run *%s* (Dagster run %s)." % (pathspec, run.run_id), bold=True)
+
+
+@dagster.command(help="Remove the deployment from the workspace; the definitions file and past runs stay.")
+@click.pass_obj
+def delete(obj):
+    d = _deployment(obj, "delete")
+    dep.Workspace(d.home).unregister(d.name)
+    obj.echo("Deleted deployment *%s* (its definitions file %s is left in place)." % (d.name, d.defs))
+    if dep.reload_webserver():
+        obj.echo("The Dagster webserver at %s reloaded its workspace." % dep.webserver_url())
+
+
+@dagster.command(name="list", help="Print `name flow file` of this flow's deployments (of all with --all).")
+@click.option("--all", "all_flows", is_flag=True, default=False, help="List the deployments of every flow.")
+@click.pass_obj
+def list_deployments(obj, all_flows=False):
+    home = dep.require_home(what="`dagster list`")
+    for name, defs in dep.Workspace(home).deployments().items():
+        try:
+            flow = dep.read_flow(defs)
+        except MetaflowException:
+            continue
+        if all_flows or flow["name"] == obj.flow.name:
+            click.echo("%s %s %s" % (name, flow["name"], defs))
