@@ -20,7 +20,6 @@ from metaflow_dagster.events import DagsterEvent
 from metaflow_dagster.runtime import event_asset_key
 from tests.helpers import flow_path, metaflow_run
 
-
 # The dagster-daemon console script beside this interpreter (pyenv shims would pick another one).
 DAEMON = [os.path.join(os.path.dirname(sys.executable), "dagster-daemon")]
 
