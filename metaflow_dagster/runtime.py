@@ -699,7 +699,8 @@ EVENT_ASSET_PREFIX = "metaflow_event"
 TRIGGERS_TAG = "metaflow/triggers"
 MAX_PAYLOAD_BYTES = 256 * 1024
 _EVENT_PAGE = 200
-_TICK_BUDGET_SECONDS = 20.0
+_TICK_MAX_EVENTS = 1000      # a tick reads at most this many events ...
+_TICK_BUDGET_SECONDS = 1.0   # ... or for this long; the next tick goes on from the cursor
 
 
 class BadEvent(Exception):
@@ -832,13 +833,15 @@ class EventSensorLogic:
                 log.info("dropping waiting event %s (id %s): reset_at passed" % (name, state["pending"][name]["id"]))
                 del state["pending"][name]
         names = [e["name"] for e in self.events]
+        read = 0
         for name in names:
-            while time.monotonic() - started < _TICK_BUDGET_SECONDS:
+            while time.monotonic() - started < _TICK_BUDGET_SECONDS and read < _TICK_MAX_EVENTS:
                 result = instance.fetch_materializations(
                     AssetRecordsFilter(asset_key=event_asset_key(name), after_storage_id=state["after"].get(name)),
                     limit=_EVENT_PAGE,
                     ascending=True,
                 )
+                read += len(result.records)
                 for record in result.records:
                     state["after"][name] = record.storage_id
                     try:

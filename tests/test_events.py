@@ -119,10 +119,14 @@ def test_events_are_read_in_pages_without_loss():
     triggers = {"events": [{"name": "burst"}], "options": {}}
     logic = EventSensorLogic(flow(triggers), triggers)
     with instance_for_test() as instance:
-        ids = [publish(instance, "burst", who="w%d" % i) for i in range(450)]
-        requests, skipped, cursor = logic.tick(instance, None, 0, LOG)
-        assert [r[0] for r in requests] == ids
-        assert [r[1]["who"] for r in requests] == ["w%d" % i for i in range(450)]
+        ids = [publish(instance, "burst", who="w%d" % i) for i in range(1450)]
+        got, cursor = [], None
+        for _ in range(10):
+            requests, _, cursor = logic.tick(instance, cursor, 0, LOG)
+            assert len(requests) <= 1000, "a tick is bounded"
+            got += requests
+        assert [r[0] for r in got] == ids
+        assert [r[1]["who"] for r in got] == ["w%d" % i for i in range(1450)]
 
 
 def test_publish_cli_writes_to_the_instance_and_rejects_bad_input(tmp_path):
@@ -151,3 +155,10 @@ def test_safe_publish_does_nothing_outside_a_deployed_run(monkeypatch, tmp_path)
     assert DagsterEvent("x").safe_publish() is None
     monkeypatch.setenv("METAFLOW_DAGSTER_DEPLOYED", "1")
     assert DagsterEvent("x", payload={"k": 1}).add_to_payload("n", 2).safe_publish()
+
+
+def test_dagster_event_is_a_metaflow_integration():
+    code = "from metaflow.integrations import DagsterEvent; print(DagsterEvent.__module__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "metaflow_dagster.events"

@@ -220,6 +220,25 @@ def test_resume_clones_finished_tasks_and_reruns_the_rest(project, deploy, daemo
     assert (tags["metaflow/origin_run_id"], tags["metaflow/resume_step"]) == (run.id, "after")
 
 
+def test_resume_after_a_failed_linear_step_reruns_only_from_it(project, deploy, daemon, tmp_path):
+    deployed = deploy("resume_linear_flow.py")
+    daemon.start()
+    marker = tmp_path / "marker"
+    first = deployed.trigger(marker=str(marker))
+    assert finish(first) == "FAILED"
+    origin = first.run
+    assert not origin.successful and "end" not in [s.id for s in origin]
+    marker.write_text("b succeeds now")
+    resumed = deployed.resume(origin_run_id=origin.id)
+    assert finish(resumed) == "SUCCEEDED", daemon.log_tail()
+    run = resumed.run
+    assert run.data.result == "resumed"
+    for step, pid in (("start", "pid_start"), ("a", "pid_a")):
+        assert origin_of(run[step].task) == (origin.id, "t")
+        assert getattr(run[step].task.data, pid) == getattr(origin[step].task.data, pid), "not executed again"
+    assert origin_of(run["b"].task) is None and origin_of(run["end"].task) is None
+
+
 def _graphql(url, query, variables=None):
     body = json.dumps({"query": query, "variables": variables or {}}).encode()
     req = urllib.request.Request(url + "/graphql", data=body, headers={"Content-Type": "application/json"})

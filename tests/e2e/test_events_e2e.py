@@ -6,6 +6,7 @@ DAGSTER_HOME; results are read through the Metaflow client and the Dagster insta
 
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -18,7 +19,7 @@ from dagster import DagsterRunStatus
 
 from metaflow_dagster.events import DagsterEvent
 from metaflow_dagster.runtime import event_asset_key
-from tests.helpers import flow_path, metaflow_run
+from tests.helpers import REPO, flow_path, metaflow_run
 
 # The dagster-daemon console script beside this interpreter (pyenv shims would pick another one).
 DAEMON = [os.path.join(os.path.dirname(sys.executable), "dagster-daemon")]
@@ -102,9 +103,10 @@ def test_events_from_python_cli_and_http_start_runs(served):
     )
     assert cli.returncode == 0, cli.stderr
     cli_id = cli.stdout.strip()
-    body = json.dumps({"metadata": {"who": "curl", "alpha": "2.5"}})
-    curl = subprocess.run(["curl", "-sf", "-X", "POST", "-H", "Content-Type: application/json", "-d", body,
-                           url + "/report_asset_materialization/metaflow_event/data.ready"],
+    # The exact curl line of docs/events.md, split into an argv list (no shell), pointed at this server.
+    docs = open(os.path.join(REPO, "docs", "events.md")).read()
+    line = next(ln for ln in docs.splitlines() if ln.startswith("curl "))
+    curl = subprocess.run([a.replace("http://127.0.0.1:3000", url) for a in shlex.split(line)],
                           capture_output=True, text=True)
     assert curl.returncode == 0, curl.stderr
     bad = DagsterEvent("data.ready", payload={"alpha": "not-a-float", "who": "bad"}).publish(ignore_errors=False)
