@@ -46,6 +46,17 @@ ORIGIN_RUN_TAG = "metaflow/origin_run_id"
 RESUME_STEP_TAG = "metaflow/resume_step"
 PARAMS_TASK_ID = "params"
 _KILL_GRACE_SECONDS = 5
+# Imported once by the executor's forkserver; a name that fails to import is skipped by multiprocessing.
+_PRELOAD = (
+    "dagster",
+    "metaflow",
+    "sqlalchemy",
+    "alembic",
+    "dagster._core.storage.runs.sqlite",
+    "dagster._core.storage.event_log.sqlite",
+    "dagster._core.storage.schedules.sqlite",
+    "dagster._core.storage.sqlite_storage",
+)
 
 
 class StaleDefinitionsError(Exception):
@@ -220,13 +231,13 @@ class FlowRuntime:
     def executor(self):
         """The executor every generated job uses: one process per op, capped at ``max_workers``.
 
-        Op processes fork from a server that has already imported dagster and metaflow, so an op starts in
-        milliseconds instead of paying the imports again.
+        Op processes fork from a server that has already imported dagster, metaflow and the instance's
+        storage modules (sqlalchemy, alembic: most of a worker's start-up), so an op does not pay them again.
         """
         return multiprocess_executor.configured(
             {
                 "max_concurrent": self.flow["options"]["max_workers"],
-                "start_method": {"forkserver": {"preload_modules": ["dagster", "metaflow"]}},
+                "start_method": {"forkserver": {"preload_modules": list(_PRELOAD)}},
             },
             name="metaflow_multiprocess",
         )

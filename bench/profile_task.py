@@ -1,0 +1,147 @@
+"""Where the time of one ``dagster job execute`` of this project goes, op by op.
+
+    python bench/profile_task.py                    # linear-5; prints, and updates its section of RESULTS.md
+    python bench/profile_task.py --flow foreach-20 --no-write
+
+Runs variant ``ours`` of bench/run.py once (``dagster create`` untimed, then ``dagster job execute`` with a
+fresh DAGSTER_HOME), then reads the run's Dagster event log (event timestamps) and the Metaflow metadata of
+each task (millisecond timestamps the task process records itself: its first metadata when Metaflow has
+started the task, ``attempt-done`` when the task body and its artifacts are done). Per op:
+
+    spawn      STEP_WORKER_STARTING -> STEP_WORKER_STARTED   the executor starts the op's worker process
+    setup      STEP_WORKER_STARTED -> STEP_START             the worker loads the job, resources, log capture
+    inputs     STEP_START -> "running Metaflow step"         input loading (IO manager) and the runtime's prep
+    task boot  -> first Metaflow metadata                    fork, the flow file run as __main__, Metaflow CLI
+    task body  -> attempt-done                               the step's code, artifacts saved, metadata
+    task exit  -> STEP_OUTPUT                                the task process ends, the op reads the datastore
+    output     STEP_OUTPUT -> STEP_SUCCESS                   the IO manager pickles the output, events
+    total      STEP_WORKER_STARTING -> STEP_SUCCESS
+
+and for the run: process start -> RUN_START (dagster CLI imports, the definitions file, the instance),
+RUN_START -> the first worker launch, the orchestrator's hand-offs (an op's success -> the next launch, on
+the critical path), last STEP_SUCCESS -> RUN_SUCCESS, RUN_SUCCESS -> process exit.
+"""
+
+import argparse
+import os
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from run import FLOWS, Cell, fresh_dagster_home, machine, measure, write_results
+
+PHASES = ("spawn", "setup", "inputs", "task boot", "task body", "task exit", "output", "total")
+
+
+def op_phases(records, task_times):
+    """{step_key: {phase: seconds}} from the event log records and {pathspec: (first ms, done ms)}."""
+    ev = {}
+    for r in records:
+        kind = r.dagster_event.event_type_value if r.dagster_event else "LOG"
+        if r.step_key:
+            ev.setdefault(r.step_key, {}).setdefault(kind, r.timestamp)
+            m = re.match(r"running Metaflow step '[^']+' \(task (\S+),", r.user_message or "")
+            if m:
+                ev[r.step_key]["running"], ev[r.step_key]["task"] = r.timestamp, m.group(1)
+    out = {}
+    for key, e in ev.items():
+        first, done = task_times.get(e.get("task"), (None, None))
+        marks = [e.get("STEP_WORKER_STARTING"), e.get("STEP_WORKER_STARTED"), e.get("STEP_START"),
+                 e.get("running"), first, done, e.get("STEP_OUTPUT"), e.get("STEP_SUCCESS")]
+        if marks[1] is None:  # barrier ops without a Metaflow task keep only the Dagster phases
+            continue
+        row = {}
+        for name, a, b in zip(PHASES, marks, marks[1:]):
+            row[name] = b - a if a is not None and b is not None else None
+        row["total"] = marks[-1] - marks[0] if marks[0] and marks[-1] else None
+        row["_launch"], row["_success"] = marks[0], marks[-1]
+        out[key] = row
+    return out
+
+
+def report(flow, res, t0, records, ops, host):
+    kinds = {}
+    for r in records:
+        if r.dagster_event:
+            kinds.setdefault(r.dagster_event.event_type_value, []).append(r.timestamp)
+    run_start, run_end = kinds["PIPELINE_START"][0], kinds["PIPELINE_SUCCESS"][0]
+    launches = sorted(o["_launch"] for o in ops.values() if o["_launch"])
+    successes = sorted(o["_success"] for o in ops.values() if o["_success"])
+    # hand-off: for each launch, the time since the latest op success before it (the op it waited for)
+    handoffs = [t - max(s for s in successes if s < t) for t in launches if any(s < t for s in successes)]
+    lines = [
+        "Flow %s, one run of variant ours: wall %.2f s, CPU %.2f s (whole process tree).\n%s" % (
+            flow, res["wall"], res["cpu"], host),
+        "",
+        "| run phase | s |",
+        "|---|--:|",
+        "| process start -> RUN_START (dagster CLI, imports, definitions file, instance) | %.2f |" % (run_start - t0),
+        "| RUN_START -> first worker launch | %.2f |" % (launches[0] - run_start),
+        "| ops, first launch -> last success | %.2f |" % (successes[-1] - launches[0]),
+        "| last STEP_SUCCESS -> RUN_SUCCESS | %.2f |" % (run_end - successes[-1]),
+        "| RUN_SUCCESS -> process exit | %.2f |" % (t0 + res["wall"] - run_end),
+        "| median hand-off (an op's success -> the next launch) | %.2f |" % (statistics.median(handoffs) if handoffs else 0),
+        "",
+        "| op | " + " | ".join(PHASES) + " |",
+        "|---|" + "--:|" * len(PHASES),
+    ]
+
+    def cell(v):
+        return "-" if v is None else "%.3f" % v
+
+    for key in sorted(ops, key=lambda k: ops[k]["_launch"] or 0):
+        lines.append("| %s | %s |" % (key, " | ".join(cell(ops[key][p]) for p in PHASES)))
+    med = [statistics.median(v) if v else None for v in ([o[p] for o in ops.values() if o[p] is not None]
+                                                          for p in PHASES)]
+    lines.append("| **median** | %s |" % " | ".join(cell(v) for v in med))
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--flow", default="linear-5", choices=list(FLOWS))
+    ap.add_argument("--work", type=Path, default=Path(__file__).resolve().parent / ".work" / "profile")
+    ap.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
+    args = ap.parse_args()
+    work = args.work.resolve()
+    if work.exists():
+        import shutil
+
+        shutil.rmtree(work)
+    host = machine(None)
+    cell = Cell(args.flow, "ours", work, sys.executable)
+    cell.create()
+    if cell.error:
+        sys.exit(cell.error)
+    home = fresh_dagster_home(cell.dir / "dagster-home-0")
+    argv = [str(Path(sys.executable).parent / "dagster"), "job", "execute", "-f", cell.defs, "-j", cell.flow_name]
+    t0 = time.time()
+    res = measure(argv, dict(cell.env, DAGSTER_HOME=home), cell.dir, cell.dir / "rep0.log")
+    if res["rc"] != 0:
+        sys.exit("run failed, see %s" % (cell.dir / "rep0.log"))
+
+    os.environ.update(cell.env)  # the Metaflow client reads the datastore root at import
+    from dagster import DagsterInstance
+    from dagster._core.instance.ref import InstanceRef
+    from metaflow import Task, namespace
+
+    namespace(None)
+    with DagsterInstance.from_ref(InstanceRef.from_dir(home)) as instance:
+        (run,) = instance.get_runs()
+        records = instance.all_logs(run.run_id)
+    pathspecs = {m.group(1) for r in records for m in [re.match(r"running Metaflow step '[^']+' \(task (\S+),",
+                                                                  r.user_message or "")] if m}
+    task_times = {}
+    for p in pathspecs:
+        md = {m.name: m.created_at / 1000.0 for m in Task("%s/%s" % (cell.flow_name, p)).metadata}
+        task_times[p] = (min(md.values()), md.get("attempt-done"))
+    out = report(args.flow, res, t0, records, op_phases(records, task_times), host)
+    print(out)
+    if not args.no_write:
+        write_results(out, "<!-- profile:%s:begin -->" % args.flow, "<!-- profile:%s:end -->" % args.flow)
+
+
+if __name__ == "__main__":
+    main()
