@@ -9,7 +9,6 @@ import tempfile
 
 _SESSION_ROOT = tempfile.mkdtemp(prefix="mfd-tests-")
 os.environ["METAFLOW_DATASTORE_SYSROOT_LOCAL"] = _SESSION_ROOT
-os.environ["METAFLOW_CARD_LOCALROOT"] = os.path.join(_SESSION_ROOT, ".metaflow", "mf.cards")
 os.environ.setdefault("METAFLOW_USER", "tester")
 os.environ.setdefault("USER", "tester")
 

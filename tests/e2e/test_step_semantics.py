@@ -12,7 +12,18 @@ from tests.helpers import flow_literal, flow_path, metaflow_run
 
 
 def messages(project, drun):
-    return "\n".join(e.user_message for e in project.run_logs(drun.run_id))
+    """Log messages of the run, plus the description of every step failure."""
+    out = []
+    for e in project.run_logs(drun.run_id):
+        out.append(e.user_message)
+        ev = e.dagster_event
+        if ev is not None and ev.event_type == DagsterEventType.STEP_FAILURE:
+            data = ev.step_failure_data
+            if data.user_failure_data is not None:
+                out.append(data.user_failure_data.description or "")
+            if data.error is not None:
+                out.append(data.error.to_string())
+    return "\n".join(out)
 
 
 def test_retries_carry_the_attempt_number_at_every_foreach_level(project):
@@ -59,7 +70,7 @@ def test_workflow_timeout_fails_the_whole_run(project):
     assert not metaflow_run("SleepyFlow", drun).successful
 
 
-def test_decorators_project_tags_and_max_workers(project):
+def test_decorators_project_tags_and_max_workers(project, monkeypatch):
     secrets = {
         "METAFLOW_SERVICE_AUTH_KEY": "auth-key-do-not-leak",
         "METAFLOW_SERVICE_HEADERS": '{"x-api-key": "header-do-not-leak"}',
@@ -88,8 +99,10 @@ def test_decorators_project_tags_and_max_workers(project):
     # --max-workers 1: no two foreach tasks overlapped.
     spans = run["join"].task.data.spans
     assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
-    # @card output is readable with get_cards.
+    # @card output is readable with get_cards, from where the datastore lives (as after `python flow.py run`).
     from metaflow.cards import get_cards
+
+    monkeypatch.chdir(os.environ["METAFLOW_DATASTORE_SYSROOT_LOCAL"])
 
     assert len(get_cards(run.end_task)) == 1
     # @resources appear as op tags.
