@@ -277,6 +277,27 @@ check_triggers(Compile *c)
 	}
 }
 
+/*
+ * Checks @schedule: a cron Dagster can take, and no required Parameter without a default (a scheduled run
+ * has nobody to give it a value), as Argo Workflows refuses.
+ */
+static void
+check_schedule(Compile *c)
+{
+	const Flow *f = c->flow;
+	size_t i;
+
+	if (!f->cron)
+		return;
+	if (!mfd_dagster_cron(c->arena, f->cron))
+		error_at(c, NULL, "@schedule cron %s must have 5 fields, or 6 in Metaflow's form with a year",
+			quote(c, f->cron));
+	for (i = 0; i < f->nparams; i++)
+		if (f->params[i].required && f->params[i].dflt->kind == VAL_NULL)
+			error_at(c, NULL, "@schedule: parameter %s is required and has no default, so a scheduled run "
+				"could not set it; give it a default", quote(c, f->params[i].name));
+}
+
 /* Checks s against what its kind requires; uses only the references that resolved. */
 static void
 check_step(Compile *c, Step *s)
@@ -501,6 +522,7 @@ mfd_check(Compile *c)
 		error_at(c, end, "end_step names this step, whose type is %s, not end", mfd_step_kind_name(end->kind));
 	check_decorators(c, NULL, f->decos, f->ndecos);
 	check_triggers(c);
+	check_schedule(c);
 	if (f->settings.environment && strcmp(f->settings.environment, "local") != 0)
 		error_at(c, NULL, "--environment=%s is not supported: %s", f->settings.environment, NEEDS_ENVIRONMENT);
 	for (i = 0; i < f->nsteps; i++) {

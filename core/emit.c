@@ -274,7 +274,10 @@ emit_banner(StrBuf *o, const Flow *f, const Plan *p)
 	mfd_sb_printf(o, "# %zu steps become %zu ops", p->nops, p->nops);
 	if (p->nbarriers)
 		mfd_sb_printf(o, ", plus %zu barrier ops for nested foreach levels", p->nbarriers);
-	mfd_sb_puts(o, ".\n\nfrom dagster import Definitions, DynamicOut, Out, RetryPolicy, job, op\n\n");
+	mfd_sb_puts(o, ".\n\nfrom dagster import Definitions, DynamicOut, Out, RetryPolicy, job, op\n");
+	if (f->cron)
+		mfd_sb_puts(o, "from dagster import DefaultScheduleStatus, ScheduleDefinition\n");
+	mfd_sb_puts(o, "\n");
 }
 
 /* Pastes the runtime source without its trailing newlines, between two marker comments. */
@@ -456,18 +459,37 @@ emit_definitions(StrBuf *o, const Flow *f, const Plan *p)
 {
 	size_t i;
 
-	if (!f->triggers) {
+	if (!f->triggers && !f->cron) {
 		mfd_sb_printf(o, "\n\ndefs = Definitions(jobs=[%s])\n", p->job);
 		return;
 	}
-	mfd_sb_puts(o, "\n\n# @trigger: a run of the job for each event");
-	if (f->triggers->nevents > 1)
-		mfd_sb_puts(o, " set (all of them must arrive)");
-	mfd_sb_puts(o, ":");
-	for (i = 0; i < f->triggers->nevents; i++)
-		mfd_sb_printf(o, " %s", f->triggers->events[i].name);
-	mfd_sb_printf(o, "\ndefs = Definitions(\n    jobs=[%s],\n    sensors=[mf.event_sensor(%s)],\n"
-		"    assets=mf.event_assets(),\n)\n", p->job, p->job);
+	if (f->cron) {
+		mfd_sb_puts(o, "\n\n# @schedule: Metaflow's cron ");
+		str(o, f->cron);
+		mfd_sb_puts(o, ", running as soon as it is deployed\nschedule = ScheduleDefinition(\n    name=");
+		str(o, mfd_printf(o->arena, "%s_schedule", p->job));
+		mfd_sb_printf(o, ",\n    job=%s,\n    cron_schedule=", p->job);
+		str(o, mfd_dagster_cron(o->arena, f->cron));
+		mfd_sb_puts(o, ",\n    execution_timezone=");
+		str(o, f->timezone ? f->timezone : "UTC");
+		mfd_sb_puts(o, ",\n    default_status=DefaultScheduleStatus.RUNNING,\n)");
+	}
+	mfd_sb_puts(o, "\n\n");
+	if (f->triggers) {
+		mfd_sb_puts(o, "# @trigger: a run of the job for each event");
+		if (f->triggers->nevents > 1)
+			mfd_sb_puts(o, " set (all of them must arrive)");
+		mfd_sb_puts(o, ":");
+		for (i = 0; i < f->triggers->nevents; i++)
+			mfd_sb_printf(o, " %s", f->triggers->events[i].name);
+		mfd_sb_puts(o, "\n");
+	}
+	mfd_sb_printf(o, "defs = Definitions(\n    jobs=[%s],\n", p->job);
+	if (f->cron)
+		mfd_sb_puts(o, "    schedules=[schedule],\n");
+	if (f->triggers)
+		mfd_sb_printf(o, "    sensors=[mf.event_sensor(%s)],\n    assets=mf.event_assets(),\n", p->job);
+	mfd_sb_puts(o, ")\n");
 }
 
 /* Appends the @job: ops outside any segment are called in place, a segment where its head comes. */

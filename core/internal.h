@@ -83,7 +83,7 @@ typedef enum ParamType {
 	X(DECO_CONDA_BASE,        "conda_base",        REJECTED,  NEEDS_ENVIRONMENT) \
 	X(DECO_PYPI_BASE,         "pypi_base",         REJECTED,  NEEDS_ENVIRONMENT) \
 	X(DECO_PROJECT,           "project",           HANDLED,   "job name and --branch/--production") \
-	X(DECO_SCHEDULE,          "schedule",          REJECTED,  "Dagster schedules are not generated yet") \
+	X(DECO_SCHEDULE,          "schedule",          HANDLED,   "a Dagster schedule from the schedule field") \
 	X(DECO_TRIGGER,           "trigger",           HANDLED,   "a Dagster sensor on events") \
 	X(DECO_TRIGGER_ON_FINISH, "trigger_on_finish", REJECTED,  "sensors on finished runs are not generated yet") \
 	X(DECO_PARALLEL,          "parallel",          REJECTED,  "it needs gang-scheduled workers") \
@@ -330,6 +330,8 @@ typedef struct Flow {
 	StepRef end;            /* end_step */
 	Project *project;       /* or NULL */
 	Triggers *triggers;     /* @trigger, or NULL */
+	const char *cron;       /* @schedule: Metaflow's cron (6-field AWS form or 5-field), or NULL */
+	const char *timezone;   /* @schedule timezone, or NULL for UTC */
 	Decorator *decos;
 	size_t ndecos;
 	Step *steps;            /* in the IR's (topological) order */
@@ -371,6 +373,7 @@ typedef enum NameKind {
 } NameKind;
 
 int mfd_is_identifier(const char *s);
+const char *mfd_dagster_cron(MfdArena *a, const char *cron);
 const char *mfd_name(MfdArena *a, NameKind k, const char *s);
 
 /* lower.c */

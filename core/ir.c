@@ -449,7 +449,8 @@ static void
 read_flow(Compile *c, const MfdValue *ir, Flow *f)
 {
 	static const char *const known[] = {"name", "file", "file_sha256", "job_name", "start_step", "end_step",
-		"doc", "project", "decorators", "triggers", NULL};
+		"doc", "project", "decorators", "triggers", "schedule", NULL};
+	static const char *const schedule_fields[] = {"cron", "timezone", NULL};
 	static const char *const project_fields[] = {"name", "branch", "flow_name", "production", NULL};
 	const MfdValue *v = obj_field(c, ir, "", "flow"), *p;
 
@@ -474,6 +475,12 @@ read_flow(Compile *c, const MfdValue *ir, Flow *f)
 	}
 	f->decos = read_decorators(c, v, "flow", &f->ndecos);
 	f->triggers = read_triggers(c, v);
+	p = get(c, v, "flow", "schedule");
+	if (p && p->kind != VAL_NULL && is(c, p, VAL_OBJECT, "flow", "schedule", "object or null")) {
+		schema(c, p, "flow.schedule", schedule_fields);
+		f->cron = str_field(c, p, "flow.schedule", "cron");
+		f->timezone = opt_str_field(c, p, "flow.schedule", "timezone");
+	}
 }
 
 static void

@@ -58,3 +58,36 @@ mfd_name(MfdArena *a, NameKind k, const char *s)
 				*p = '_';
 	return name;
 }
+
+/*
+ * Metaflow's cron (the 6-field AWS form "min hour day month weekday year", or 5 fields) as the 5-field cron
+ * Dagster takes: the year field is dropped, as Argo Workflows drops it, and AWS's '?' ("no value") becomes
+ * '*'. Returns a new arena string, or NULL when the expression has neither 5 nor 6 fields.
+ */
+const char *
+mfd_dagster_cron(MfdArena *a, const char *cron)
+{
+	char *out = mfd_printf(a, "%s", cron), *w = out;
+	const char *p = cron;
+	int fields = 0;
+
+	while (*p) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (!*p)
+			break;
+		if (++fields > 6)
+			return NULL;
+		if (fields <= 5) {
+			if (fields > 1)
+				*w++ = ' ';
+			for (; *p && *p != ' ' && *p != '\t'; p++)
+				*w++ = *p == '?' ? '*' : *p;
+		} else {
+			while (*p && *p != ' ' && *p != '\t')
+				p++;
+		}
+	}
+	*w = '\0';
+	return fields == 5 || fields == 6 ? out : NULL;
+}

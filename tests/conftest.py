@@ -9,8 +9,8 @@ import tempfile
 
 _SESSION_ROOT = tempfile.mkdtemp(prefix="mfd-tests-")
 os.environ["METAFLOW_DATASTORE_SYSROOT_LOCAL"] = _SESSION_ROOT
-os.environ.setdefault("METAFLOW_USER", "tester")
-os.environ.setdefault("USER", "tester")
+os.environ["METAFLOW_USER"] = "tester"  # tests compare @project branch names
+os.environ["USER"] = "tester"
 
 import pytest  # noqa: E402
 

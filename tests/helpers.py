@@ -33,7 +33,6 @@ class DagsterProject:
     def env(self, **extra):
         env = dict(os.environ)
         env["DAGSTER_HOME"] = self.home
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
         env.update({k: str(v) for k, v in extra.items()})
         return env
 

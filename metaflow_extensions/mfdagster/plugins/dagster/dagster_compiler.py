@@ -113,6 +113,15 @@ def _triggers(flow):
     return {"events": events, "options": _jsonable(deco.options or {})}
 
 
+def _schedule(flow):
+    """`@schedule` as the IR's `flow.schedule`: Metaflow's own cron (after daily/hourly/weekly/cron
+    precedence) and timezone; the core turns it into Dagster's form."""
+    decos = flow._flow_decorators.get("schedule")
+    if not decos or not getattr(decos[0], "schedule", None):
+        return None
+    return {"cron": decos[0].schedule, "timezone": decos[0].timezone}
+
+
 def _job_name(flow_name):
     name = current.get("project_flow_name") or flow_name
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
@@ -170,6 +179,7 @@ def build_ir(obj, tags=(), namespace=None, max_workers=16, workflow_timeout=0, e
             "project": project,
             "decorators": flow_decos,
             "triggers": _triggers(flow),
+            "schedule": _schedule(flow),
         },
         "steps": [_step(graph[name], graph) for name in graph.sorted_nodes],
         "parameters": params,

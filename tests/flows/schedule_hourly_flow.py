@@ -1,0 +1,20 @@
+from metaflow import FlowSpec, Parameter, schedule, step
+
+
+@schedule(hourly=True)
+class ScheduleHourlyFlow(FlowSpec):
+    """A scheduled flow: @schedule(hourly=True)."""
+
+    alpha = Parameter("alpha", default=1)
+
+    @step
+    def start(self):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        self.result = self.alpha
+
+
+if __name__ == "__main__":
+    ScheduleHourlyFlow()
