@@ -5,7 +5,8 @@
 
 `latency` compiles tests/flows/trigger_flow.py, serves it with `dagster dev` (webserver and daemon, the
 shipped sensor settings) on a fresh DAGSTER_HOME, publishes events one every --gap seconds and reports the
-p50/p95 of (run start_time - publish time). `tick` writes --pending events into a fresh instance and times
+p50/p95 of (run start_time - publish time), split into publish -> run created (the sensor) and created ->
+STARTED (Dagster's run queue and launcher). `tick` writes --pending events into a fresh instance and times
 one tick of the @trigger sensor logic, with its peak Python memory (tracemalloc).
 """
 
@@ -69,20 +70,26 @@ def latency(n, gap):
             time.sleep(gap)
         instance = DagsterInstance.get()
         deadline = time.time() + 600
-        lat = {}
+        lat, created = {}, {}
         while len(lat) < n and time.time() < deadline:
             for rec in instance.get_run_records(filters=RunsFilter(job_name="TriggeredFlow")):
                 event_id = rec.dagster_run.tags.get("metaflow/event_ids")
                 if event_id in published and rec.start_time:
                     lat[event_id] = rec.start_time - published[event_id]
+                    created[event_id] = rec.create_timestamp.timestamp() - published[event_id]
             time.sleep(2)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(60)
-    values = list(lat.values())
+    values, made = list(lat.values()), list(created.values())
+    queued = [lat[k] - created[k] for k in lat]
     return {"events": n, "runs_started": len(values), "gap_s": gap,
             "p50_s": round(statistics.median(values), 2), "p95_s": round(percentile(values, 0.95), 2),
-            "max_s": round(max(values), 2)}
+            "max_s": round(max(values), 2),
+            "publish_to_created_p50_s": round(statistics.median(made), 2),
+            "publish_to_created_p95_s": round(percentile(made, 0.95), 2),
+            "created_to_started_p50_s": round(statistics.median(queued), 2),
+            "created_to_started_p95_s": round(percentile(queued, 0.95), 2)}
 
 
 def tick(pending):
