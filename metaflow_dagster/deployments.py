@@ -113,7 +113,9 @@ def serve_command(home):
 # ----- the registry ------------------------------------------------------------------------------------
 
 
-def _write_atomic(path, text):
+def write_atomic(path, text):
+    """Write ``text`` to ``path`` so readers see the old file or the whole new one, never a part."""
+    path = os.path.abspath(path)
     fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=os.path.dirname(path))
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -181,7 +183,7 @@ class Workspace:
 
         entries = sorted(entries, key=lambda e: _location(e) or "")
         text = _HEADER + yaml.safe_dump({"load_from": entries}, default_flow_style=False, sort_keys=False)
-        _write_atomic(self.path, text)
+        write_atomic(self.path, text)
 
     def deployments(self):
         """``{name: definitions file}`` of every deployed flow, sorted by name."""

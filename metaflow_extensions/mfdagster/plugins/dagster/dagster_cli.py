@@ -22,8 +22,9 @@ from metaflow._vendor import click
 from metaflow.exception import MetaflowException
 
 from metaflow_dagster import deployments as dep
+from metaflow_dagster.deployments import write_atomic
 
-from .dagster_compiler import DagsterException, _job_name, build_ir, compile_ir, write_atomic
+from .dagster_compiler import DagsterException, _job_name, build_ir, compile_ir
 
 
 @click.group()

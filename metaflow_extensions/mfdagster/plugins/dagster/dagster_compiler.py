@@ -12,7 +12,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 
 from metaflow import current
 from metaflow.exception import MetaflowException
@@ -226,20 +225,3 @@ def compile_ir(ir):
             % (ir["flow"]["name"], e.lineno, e.msg)
         ) from None
     return text
-
-
-def write_atomic(path, text):
-    """Write `text` to `path` so readers see the old file or the whole new one, never a part."""
-    path = os.path.abspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

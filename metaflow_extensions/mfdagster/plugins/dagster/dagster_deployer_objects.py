@@ -18,8 +18,9 @@ from metaflow.runner.deployer import DeployedFlow, Deployer, TriggeredRun
 from metaflow.runner.utils import get_lower_level_group, handle_timeout, temporary_fifo
 
 from metaflow_dagster import deployments as dep
+from metaflow_dagster.deployments import write_atomic
 
-from .dagster_compiler import DagsterException, write_atomic
+from .dagster_compiler import DagsterException
 from .dagster_deployer import check_supported
 
 _STAND_IN_TYPES = {"str": "str", "int": "int", "float": "float", "bool": "bool", "json": "JSONType"}
