@@ -17,6 +17,16 @@ import pytest  # noqa: E402
 from tests.helpers import FLOWS, DagsterProject  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _restore_environ():
+    """Loading generated definitions (FlowRuntime) sets Metaflow settings in os.environ, as it must in a
+    worker; no test may leak them into the next."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture
 def dagster_home(tmp_path):
     home = tmp_path / "dagster_home"
