@@ -302,8 +302,10 @@ def reload_webserver(location=None, url=None, timeout=RELOAD_TIMEOUT_SECONDS):
 
 def new_run_ids():
     """A fresh Dagster run id and the Metaflow run id the runtime derives from it."""
+    from metaflow_dagster.runtime import metaflow_run_id as derive
+
     dagster_run_id = str(uuid.uuid4())
-    return dagster_run_id, "dagster-" + dagster_run_id.replace("-", "")[:20]
+    return dagster_run_id, derive(dagster_run_id)
 
 
 def config_value(param, value):
@@ -376,7 +378,9 @@ def instance(home):
 
 def metaflow_run_id(dagster_run):
     """The Metaflow run id of a Dagster run, as the runtime derives it."""
-    return dagster_run.tags.get(RUN_ID_TAG) or "dagster-" + dagster_run.run_id.replace("-", "")[:20]
+    from metaflow_dagster.runtime import metaflow_run_id as derive
+
+    return derive(dagster_run.run_id, dagster_run.tags)
 
 
 def find_run(inst, job_name, run_id):

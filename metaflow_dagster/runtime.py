@@ -69,6 +69,12 @@ def task_id_for(idx, iteration=0):
     return tid if not iteration else "%s-r%d" % (tid, iteration)
 
 
+def metaflow_run_id(dagster_run_id, tags=None):
+    """The Metaflow run id of a Dagster run: its ``metaflow/run_id`` tag, else derived from the Dagster run id
+    (``dagster-`` + 20 hex digits, never an integer)."""
+    return (tags or {}).get(RUN_ID_TAG) or "dagster-" + dagster_run_id.replace("-", "")[:20]
+
+
 def mapping_key(idx):
     """Dagster mapping key for a foreach index stack: ``3_1``; ``top`` for the empty stack."""
     return "_".join(str(i) for i in idx) or "top"
@@ -272,8 +278,7 @@ class FlowRuntime:
 
     def run_id(self, context):
         """The Metaflow run id of this Dagster run: the ``metaflow/run_id`` tag, else derived from the run id."""
-        tag = context.run.tags.get(RUN_ID_TAG)
-        return tag or "dagster-" + context.run_id.replace("-", "")[:20]
+        return metaflow_run_id(context.run_id, context.run.tags)
 
     def _top_level_args(self):
         s = self.flow["settings"]

@@ -89,8 +89,9 @@ def metaflow_run(flow_name, dagster_run):
     from metaflow import Run, namespace
 
     namespace(None)
-    run_id = dagster_run.tags.get("metaflow/run_id") or "dagster-" + dagster_run.run_id.replace("-", "")[:20]
-    return Run("%s/%s" % (flow_name, run_id))
+    from metaflow_dagster.runtime import metaflow_run_id
+
+    return Run("%s/%s" % (flow_name, metaflow_run_id(dagster_run.run_id, dagster_run.tags)))
 
 
 def flow_literal(defs_path):
