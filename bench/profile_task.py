@@ -81,7 +81,8 @@ def report(flow, res, t0, records, ops, host):
         "| ops, first STEP_START -> last STEP_SUCCESS | %.2f |" % (successes[-1] - launches[0]),
         "| last STEP_SUCCESS -> RUN_SUCCESS | %.2f |" % (run_end - successes[-1]),
         "| RUN_SUCCESS -> process exit | %.2f |" % (t0 + res["wall"] - run_end),
-        "| median hand-off (an op's success -> the next STEP_START) | %.2f |" % (statistics.median(handoffs) if handoffs else 0),
+        "| median hand-off (an op's success -> the next STEP_START) | %.2f |"
+        % (statistics.median(handoffs) if handoffs else 0),
         "",
         "| op | " + " | ".join(PHASES) + " |",
         "|---|" + "--:|" * len(PHASES),

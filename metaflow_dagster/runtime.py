@@ -25,8 +25,10 @@ files; the environment of a task is built from an allowlist, never copied whole.
 import gc
 import hashlib
 import json
+import logging
 import os
 import queue
+import select
 import selectors
 import signal
 import socket
@@ -206,6 +208,7 @@ class _ForkedTask:
 # ----- executor: ops as threads of the run worker, tasks forked from a zygote ----------------------------
 
 _OP_THREAD = threading.local()  # .launcher: the _Launcher of the run whose op this thread executes
+_INTERRUPTS = (KeyboardInterrupt, DagsterExecutionInterruptedError)
 
 
 def _zygote_serve(sock):  # pragma: no cover - runs in the zygote
@@ -308,12 +311,15 @@ class _Zygote:
         """Let the zygote exit (the tasks it started run on) and reap it."""
         self._sock.close()
         deadline = time.monotonic() + _KILL_GRACE_SECONDS
-        while not os.waitpid(self.pid, os.WNOHANG)[0]:
-            if time.monotonic() > deadline:
-                os.kill(self.pid, signal.SIGKILL)
-                os.waitpid(self.pid, 0)
-                return
-            time.sleep(0.01)
+        try:
+            while not os.waitpid(self.pid, os.WNOHANG)[0]:
+                if time.monotonic() > deadline:
+                    os.kill(self.pid, signal.SIGKILL)
+                    os.waitpid(self.pid, 0)
+                    return
+                time.sleep(0.01)
+        except ChildProcessError:  # reaped by someone else
+            pass
 
 
 class _ZygoteTask:
@@ -348,7 +354,7 @@ class _ZygoteTask:
         deadline = None if timeout is None else time.monotonic() + timeout
         while b"\n" not in self._buf:
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not selectors.select.select([self._status], [], [], wait)[0]:
+            if not select.select([self._status], [], [], wait)[0]:
                 raise subprocess.TimeoutExpired("task %d" % self.pid, timeout)
             chunk = os.read(self._status, 64)
             if not chunk:
@@ -379,6 +385,10 @@ class _Launcher:
 
     def __exit__(self, *exc):
         self.close()
+
+    @property
+    def cancelled(self):
+        return self._cancel_w is None
 
     def cancel(self):
         if self._cancel_w is not None:
@@ -447,14 +457,28 @@ class _OpThreadExecutor(Executor):
         from dagster._core.execution.compute_logs import create_compute_log_file_key
         from dagster._core.execution.plan.active import ActiveExecution
         from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
+        from dagster._utils.error import serializable_error_info_from_exc_info
 
+        if job_context.instance.python_log_level is None and job_context.log.level == logging.NOTSET:
+            # Every log record is a write to the run's event log, and those writes are what serializes the
+            # ops of a run. Dagster's IO manager logs two DEBUG lines per token it stores or loads (80 of
+            # the 300 records of a 20-way foreach); unless the instance sets a python_log_level, ops of
+            # these jobs log from INFO up. Dagster's own events are recorded whatever the level.
+            job_context.log.setLevel(logging.INFO)
         with ExitStack() as stack:
             # Capture stdout/stderr once for the whole process, as Dagster's in-process executor does.
             logs = job_context.instance.compute_log_manager
             log_key = logs.build_log_key_for_run(job_context.run_id, create_compute_log_file_key())
             step_keys = [s.key for s in execution_plan.get_steps_to_execute_in_topo_order()]
-            log_context = stack.enter_context(logs.capture_logs(log_key))
-            yield DagsterEvent.capture_logs(job_context, step_keys, log_key, log_context)
+            try:
+                log_context = stack.enter_context(logs.capture_logs(log_key))
+                yield DagsterEvent.capture_logs(job_context, step_keys, log_key, log_context)
+            except Exception:
+                yield DagsterEvent.engine_event(
+                    job_context,
+                    "Exception while setting up compute log capture",
+                    EngineEventData(error=serializable_error_info_from_exc_info(sys.exc_info())),
+                )
             concurrency = stack.enter_context(InstanceConcurrencyContext(job_context.instance, job_context.dagster_run))
             active = stack.enter_context(
                 ActiveExecution(
@@ -503,7 +527,7 @@ class _OpThreadExecutor(Executor):
                         continue
                     if event is None:  # the op's thread has finished
                         threads.pop(launch).join()
-                        if error is not None and not isinstance(error, (KeyboardInterrupt, DagsterExecutionInterruptedError)):
+                        if error is not None and not isinstance(error, _INTERRUPTS):
                             errors.append(error)
                         if all(key != launch[0] for key, _ in threads):  # not relaunched for a retry
                             active.verify_complete(job_context, launch[0])
@@ -614,9 +638,9 @@ class FlowRuntime:
         Call it while this process runs one thread. ``metaflow`` is imported first, so the zygote and this
         process (which reads the datastore back) share one import of it.
         """
+        import metaflow  # noqa: F401  - here, in one thread, not in every op thread at once
+
         fork = self._can_fork(None)
-        if fork:
-            import metaflow  # noqa: F401
         # What is alive now (Dagster, the definitions, Metaflow) lives as long as the process. Freezing it out of
         # the garbage collector keeps collections in the zygote and its tasks from writing to (and so copying)
         # the pages they share with this process, and spares the interpreter's final collection over all of
@@ -737,6 +761,8 @@ class FlowRuntime:
         """
         cwd = self._task_cwd()
         launcher = getattr(_OP_THREAD, "launcher", None)
+        if launcher is not None and launcher.cancelled:
+            raise DagsterExecutionInterruptedError()
         proc = None
         if fork and launcher is not None:  # an op thread: never fork this (multi-threaded) process itself
             if launcher.zygote is not None:
@@ -818,7 +844,10 @@ class FlowRuntime:
             try:
                 os.killpg(proc.pid, sig)
             except ProcessLookupError:
-                return
+                try:  # a task just forked may not lead its own process group yet
+                    os.kill(proc.pid, sig)
+                except ProcessLookupError:
+                    return
             try:
                 proc.wait(_KILL_GRACE_SECONDS)
                 return
