@@ -3,8 +3,8 @@
     python bench/profile_task.py                    # linear-5; prints, and updates its section of RESULTS.md
     python bench/profile_task.py --flow foreach-20 --no-write
 
-Runs variant ``ours`` of bench/run.py once (``dagster create`` untimed, then ``dagster job execute`` with a
-fresh DAGSTER_HOME), then reads the run's Dagster event log (event timestamps) and the Metaflow metadata of
+Runs variant ``ours`` of bench/run.py once (``dagster create`` and the instance's storage untimed, then
+``dagster job execute``), then reads the run's Dagster event log (event timestamps) and the Metaflow metadata of
 each task (millisecond timestamps the task process records itself: its first metadata when Metaflow has
 started the task, ``attempt-done`` when the task body and its artifacts are done). Ops run as threads of
 the run worker (the runtime's executor), so an op starts at its STEP_START. Per op:
@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from run import FLOWS, Cell, fresh_dagster_home, machine, measure, write_results
+from run import FLOWS, Cell, machine, measure, write_results
 
 PHASES = ("inputs", "task boot", "task body", "task exit", "output", "total")
 
@@ -115,7 +115,7 @@ def main():
     cell.create()
     if cell.error:
         sys.exit(cell.error)
-    home = fresh_dagster_home(cell.dir / "dagster-home-0")
+    home = cell.home  # made by create(), as bench/run.py does
     argv = [str(Path(sys.executable).parent / "dagster"), "job", "execute", "-f", cell.defs, "-j", cell.flow_name]
     t0 = time.time()
     res = measure(argv, dict(cell.env, DAGSTER_HOME=home), cell.dir, cell.dir / "rep0.log")
