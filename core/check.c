@@ -278,6 +278,60 @@ check_triggers(Compile *c)
 }
 
 /*
+ * Checks @trigger_on_finish and names the event each upstream flow's end task emits, as Argo Workflows does:
+ * project and branch left out come from the flow's own @project, a flow name has only letters, digits and
+ * '_', and a project needs its branch. A run started by an upstream flow carries no Parameter values, so
+ * a required Parameter needs a default; and a flow may not wait for itself (it would run forever).
+ */
+static void
+check_finish(Compile *c)
+{
+	const Flow *f = c->flow;
+	Finish *t = f->finish;
+	Upstream *u;
+	size_t i;
+
+	if (!t)
+		return;
+	if (t->nflows == 0)
+		error_at(c, NULL, "@trigger_on_finish names no flow");
+	for (i = 0; i < t->nflows; i++) {
+		u = &t->flows[i];
+		if (!u->flow)
+			continue;
+		if (!u->project && f->project)
+			u->project = f->project->name;
+		if (!u->branch && f->project)
+			u->branch = f->project->branch;
+		if (!all_in(u->flow, "_")) {
+			error_at(c, NULL, "@trigger_on_finish flow %s: flow names use only letters, digits and '_'",
+				quote(c, u->flow));
+			continue;
+		}
+		if (!u->project != !u->branch) {
+			error_at(c, NULL, "@trigger_on_finish flow %s: give both project and project_branch, or use "
+				"@project on this flow (only %s is known)", quote(c, u->flow),
+				u->project ? "the project" : "the branch");
+			continue;
+		}
+		u->event = u->project ? mfd_printf(c->arena, "metaflow.%s.%s.%s.end", u->project, u->branch, u->flow)
+			: mfd_printf(c->arena, "metaflow.%s.end", u->flow);
+		if (!all_in(u->event, "_.-"))
+			error_at(c, NULL, "@trigger_on_finish flow %s: project %s or branch %s holds a character "
+				"event names cannot (only letters, digits, '_', '.' and '-')", quote(c, u->flow),
+				quote(c, u->project), quote(c, u->branch));
+		if (!strcmp(u->flow, f->name) && !f->project == !u->project &&
+		    (!u->project || (!strcmp(u->project, f->project->name) && !strcmp(u->branch, f->project->branch))))
+			error_at(c, NULL, "@trigger_on_finish: flow %s waits for its own runs, so every run would start "
+				"another one", quote(c, u->flow));
+	}
+	for (i = 0; i < f->nparams; i++)
+		if (f->params[i].required && f->params[i].dflt->kind == VAL_NULL)
+			error_at(c, NULL, "@trigger_on_finish: parameter %s is required and has no default, so a run "
+				"started by an upstream flow could not set it; give it a default", quote(c, f->params[i].name));
+}
+
+/*
  * Checks @schedule: a cron Dagster can take, and no required Parameter without a default (a scheduled run
  * has nobody to give it a value), as Argo Workflows refuses.
  */
@@ -522,6 +576,7 @@ mfd_check(Compile *c)
 		error_at(c, end, "end_step names this step, whose type is %s, not end", mfd_step_kind_name(end->kind));
 	check_decorators(c, NULL, f->decos, f->ndecos);
 	check_triggers(c);
+	check_finish(c);
 	check_schedule(c);
 	if (f->settings.environment && strcmp(f->settings.environment, "local") != 0)
 		error_at(c, NULL, "--environment=%s is not supported: %s", f->settings.environment, NEEDS_ENVIRONMENT);

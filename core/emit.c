@@ -195,6 +195,61 @@ emit_options(StrBuf *o, const Options *p)
 	mfd_sb_puts(o, "},\n");
 }
 
+/* FLOW["project"]: @project as Metaflow's `current` has it, for the payload of the events runs emit. */
+static void
+emit_project(StrBuf *o, const Project *p)
+{
+	mfd_sb_puts(o, "\"project\": ");
+	if (!p) {
+		mfd_sb_puts(o, "None,\n");
+		return;
+	}
+	mfd_sb_puts(o, "{");
+	key_str(o, "name", p->name, 1);
+	key_str(o, "branch", p->branch, 0);
+	key_str(o, "flow_name", p->flow_name, 0);
+	key_bool(o, "production", p->production, 0);
+	mfd_sb_puts(o, "},\n");
+}
+
+/*
+ * FLOW["finish_triggers"]: @trigger_on_finish in the form of FLOW["triggers"], one event per upstream flow
+ * with the payload fields it must carry (Argo's filters) and type "run", so current.trigger.run works.
+ */
+static void
+emit_finish(StrBuf *o, const Finish *t)
+{
+	const Upstream *u;
+	size_t i;
+
+	mfd_sb_puts(o, "\"finish_triggers\": ");
+	if (!t) {
+		mfd_sb_puts(o, "None,\n");
+		return;
+	}
+	mfd_sb_puts(o, "{\"events\": [\n");
+	mfd_sb_indent(o, 1);
+	for (i = 0; i < t->nflows; i++) {
+		u = &t->flows[i];
+		mfd_sb_puts(o, "{");
+		key_str(o, "name", u->event, 1);
+		key_str(o, "flow", u->flow, 0);
+		key_str(o, "type", "run", 0);
+		key(o, "filters", 0);
+		mfd_sb_puts(o, "{");
+		key_str(o, "auto-generated-by-metaflow", "True", 1);
+		if (u->project) {
+			key_str(o, "project_name", u->project, 0);
+			key_str(o, "branch_name", u->branch, 0);
+		}
+		mfd_sb_puts(o, "}},\n");
+	}
+	mfd_sb_indent(o, -1);
+	mfd_sb_puts(o, "], \"options\": ");
+	mfd_sb_pyvalue(o, t->options);
+	mfd_sb_puts(o, "},\n");
+}
+
 /* FLOW["steps"]: what the runtime needs of each step, in topological order. */
 static void
 emit_steps(StrBuf *o, const Plan *p)
@@ -247,6 +302,7 @@ emit_flow(StrBuf *o, const Flow *f, const Plan *p)
 	mfd_sb_puts(o, ",\n");
 	key_str(o, "end_step", f->end.name, 1);
 	mfd_sb_puts(o, ",\n");
+	emit_project(o, f->project);
 	emit_params(o, f);
 	emit_configs(o, f);
 	emit_settings(o, &f->settings);
@@ -257,6 +313,7 @@ emit_flow(StrBuf *o, const Flow *f, const Plan *p)
 	else
 		mfd_sb_puts(o, "None");
 	mfd_sb_puts(o, ",\n");
+	emit_finish(o, f->finish);
 	emit_steps(o, p);
 	mfd_sb_indent(o, -1);
 	mfd_sb_puts(o, "}\n\n");
@@ -451,15 +508,16 @@ emit_segment(StrBuf *o, const Segment *sg)
 }
 
 /*
- * Appends `defs`: the job, and with @trigger the sensor that starts it on events and an asset per event, so
- * the UI shows event -> job.
+ * Appends `defs`: the job; with @schedule its schedule; with @trigger the sensor that starts it on events,
+ * with @trigger_on_finish the sensor that starts it when upstream flows finish, and then an asset per event
+ * so the UI shows event -> job. With both decorators either sensor starts a run (docs/events.md).
  */
 static void
 emit_definitions(StrBuf *o, const Flow *f, const Plan *p)
 {
 	size_t i;
 
-	if (!f->triggers && !f->cron) {
+	if (!f->triggers && !f->finish && !f->cron) {
 		mfd_sb_printf(o, "\n\ndefs = Definitions(jobs=[%s])\n", p->job);
 		return;
 	}
@@ -484,11 +542,27 @@ emit_definitions(StrBuf *o, const Flow *f, const Plan *p)
 			mfd_sb_printf(o, " %s", f->triggers->events[i].name);
 		mfd_sb_puts(o, "\n");
 	}
+	if (f->finish) {
+		mfd_sb_printf(o, "# @trigger_on_finish: a run of the job per successful run of%s",
+			f->finish->nflows > 1 ? " all of (a set, one run of each):" : "");
+		for (i = 0; i < f->finish->nflows; i++)
+			mfd_sb_printf(o, " %s", f->finish->flows[i].flow);
+		mfd_sb_puts(o, "\n#   events:");
+		for (i = 0; i < f->finish->nflows; i++)
+			mfd_sb_printf(o, " %s", f->finish->flows[i].event);
+		mfd_sb_puts(o, "\n");
+	}
 	mfd_sb_printf(o, "defs = Definitions(\n    jobs=[%s],\n", p->job);
 	if (f->cron)
 		mfd_sb_puts(o, "    schedules=[schedule],\n");
-	if (f->triggers)
-		mfd_sb_printf(o, "    sensors=[mf.event_sensor(%s)],\n    assets=mf.event_assets(),\n", p->job);
+	if (f->triggers || f->finish) {
+		mfd_sb_puts(o, "    sensors=[");
+		if (f->triggers)
+			mfd_sb_printf(o, "mf.event_sensor(%s)%s", p->job, f->finish ? ", " : "");
+		if (f->finish)
+			mfd_sb_printf(o, "mf.finish_sensor(%s)", p->job);
+		mfd_sb_puts(o, "],\n    assets=mf.event_assets(),\n");
+	}
 	mfd_sb_puts(o, ")\n");
 }
 

@@ -85,7 +85,7 @@ typedef enum ParamType {
 	X(DECO_PROJECT,           "project",           HANDLED,   "job name and --branch/--production") \
 	X(DECO_SCHEDULE,          "schedule",          HANDLED,   "a Dagster schedule from the schedule field") \
 	X(DECO_TRIGGER,           "trigger",           HANDLED,   "a Dagster sensor on events") \
-	X(DECO_TRIGGER_ON_FINISH, "trigger_on_finish", REJECTED,  "sensors on finished runs are not generated yet") \
+	X(DECO_TRIGGER_ON_FINISH, "trigger_on_finish", HANDLED,   "a Dagster sensor on upstream flows' end events") \
 	X(DECO_PARALLEL,          "parallel",          REJECTED,  "it needs gang-scheduled workers") \
 	X(DECO_KUBERNETES,        "kubernetes",        REJECTED,  REMOTE_LAUNCHER) \
 	X(DECO_BATCH,             "batch",             REJECTED,  REMOTE_LAUNCHER) \
@@ -287,6 +287,22 @@ typedef struct Triggers {
 	const MfdValue *value;   /* the IR's flow.triggers as given, for the FLOW literal */
 } Triggers;
 
+/* @trigger_on_finish: one upstream flow. check fills project/branch from the flow's own @project when the
+ * decorator leaves them out, and the event the upstream's end task emits. */
+typedef struct Upstream {
+	const char *flow;        /* flow name, ^[A-Za-z0-9_]+$ */
+	const char *project;     /* or NULL */
+	const char *branch;      /* or NULL */
+	const char *event;       /* metaflow.[project.branch.]Flow.end, set by check */
+} Upstream;
+
+/* @trigger_on_finish: the upstream flows (all of them: AND) and the decorator's options. */
+typedef struct Finish {
+	Upstream *flows;
+	size_t nflows;
+	const MfdValue *options; /* an object */
+} Finish;
+
 typedef struct Project {
 	const char *name;
 	const char *branch;
@@ -330,6 +346,7 @@ typedef struct Flow {
 	StepRef end;            /* end_step */
 	Project *project;       /* or NULL */
 	Triggers *triggers;     /* @trigger, or NULL */
+	Finish *finish;         /* @trigger_on_finish, or NULL */
 	const char *cron;       /* @schedule: Metaflow's cron (6-field AWS form or 5-field), or NULL */
 	const char *timezone;   /* @schedule timezone, or NULL for UTC */
 	Decorator *decos;

@@ -270,6 +270,10 @@ class FlowRuntime:
         """The sensor that runs ``job`` for the flow's ``@trigger`` events (see EventSensorLogic)."""
         return _event_sensor(self, job)
 
+    def finish_sensor(self, job):
+        """The sensor that runs ``job`` once per successful run of the ``@trigger_on_finish`` flows."""
+        return _finish_sensor(self, job)
+
     def event_assets(self):
         """An AssetSpec per event the flow listens to, so the UI shows event -> job."""
         return _event_assets(self)
@@ -335,6 +339,8 @@ class FlowRuntime:
         otherwise the flow's directory."""
         s = self.flow["settings"]
         if s["datastore"] == "local":
+            # A first run on a fresh datastore: Metaflow makes the root itself, but only after we chdir.
+            os.makedirs(s["datastore_root"], exist_ok=True)
             return os.path.dirname(s["datastore_root"])
         return os.path.dirname(self.flow["file"])
 
@@ -564,6 +570,13 @@ class FlowRuntime:
         datum = MetaDatum(field="execution-triggers", value=json.dumps(triggers), type="execution-triggers", tags=[])
         provider.register_metadata(run_id, step, task_id, [datum])
 
+    def _emit_events(self, context, step, pathspec):
+        """Publish the events a successful task of ``step`` emits (the flow-finished event on the end step)."""
+        full = "%s/%s" % (self.flow["name"], pathspec)
+        for name in emitted_events(self.flow, step):
+            publish_event(context.instance, name, emitted_payload(self.flow, full, time.time()))
+            context.log.info("published event %s (id %s)" % (name, full))
+
     def _run_task(self, context, step, parents, iteration=0, prev=None):
         """Run Metaflow task ``step`` for ``parents`` (live tokens). Returns (token, datastore, metadata)."""
         from metaflow.util import compress_list
@@ -610,6 +623,7 @@ class FlowRuntime:
         self._spawn(context, argv, self._env(step, extra), timeout, what, fork=self._can_fork(step))
         if triggers and step == self.flow["start_step"] and not origin:
             self._register_triggers(pathspec, triggers)
+        self._emit_events(context, step, pathspec)
         ds = self._task_datastore(pathspec)
         token = {"step": step, "task": pathspec, "idx": idx, "split": None, "dead": False}
         return token, ds, self._metadata(pathspec, ds)
@@ -783,22 +797,33 @@ def read_event(record):
 
 
 class EventSensorLogic:
-    """What a ``@trigger`` sensor does on a tick, kept apart from Dagster's decorator to test it.
+    """What a trigger sensor does on a tick, kept apart from Dagster's decorator to test it.
 
-    ``triggers`` is FLOW["triggers"]: ``{"events": [{"name", "parameters"}], "options": {...}}``. With one
-    event and no ``parameters`` the default mapping applies (every Parameter from the payload field of its
-    lower-cased name). Several events mean AND: the latest of each waits in the cursor until all have
-    arrived; ``options["reset_at"]`` (``{"cron", "timezone"}``) drops waiting events older than the latest
-    cron tick. The cursor is ``{"after": {event: storage id}, "pending": {event: event}}``.
+    ``triggers`` is FLOW["triggers"] (``@trigger``) or FLOW["finish_triggers"] (``@trigger_on_finish``):
+    ``{"events": [{"name", "parameters", "filters", "type"}], "options": {...}}``. An event whose payload
+    lacks a field of ``filters`` with that value is not for this flow and is passed over (an upstream run
+    of another project or branch). Events of type "run" (an upstream flow's end) feed no Parameter. With
+    one "event" and no ``parameters`` the default mapping applies (every Parameter from the payload field
+    of its lower-cased name). Several events mean AND: the latest of each waits in the cursor until all
+    have arrived; ``options["reset_at"]`` (``{"cron", "timezone"}``) drops waiting events older than the
+    latest cron tick. An event carrying the id of the last one of its name that fired is a re-send (a
+    retried task publishes its end event again) and is dropped.
+
+    The cursor is ``{"after": {event: storage id}, "pending": {event: event}, "fired": {event: id}}``.
+    Without a cursor (a new sensor) only events written after ``since`` count, so deploying a flow does not
+    replay the event log's history.
     """
 
-    def __init__(self, flow, triggers):
+    def __init__(self, flow, triggers, since=None):
         self.flow = flow
         self.events = triggers["events"]
         self.options = triggers.get("options") or {}
         self.params = {p["name"]: p for p in flow["parameters"]}
+        self.since = since
 
     def mapping(self, spec):
+        if spec.get("type") == "run":
+            return {}, False
         if len(self.events) == 1 and not spec.get("parameters"):
             return {name: name.lower() for name in self.params}, True
         return dict(spec.get("parameters") or {}), False
@@ -833,6 +858,14 @@ class EventSensorLogic:
         cron = " ".join(reset["cron"].replace("?", "*").split()[:5])
         return next(reverse_cron_string_iterator(now, cron, reset.get("timezone") or "UTC")).timestamp()
 
+    @staticmethod
+    def _mismatch(spec, event):
+        """The first filter field ``event`` fails, or None when it is for this flow."""
+        for field, want in (spec.get("filters") or {}).items():
+            if str(event["payload"].get(field)) != want:
+                return field
+        return None
+
     def tick(self, instance, cursor, now, log):
         """One tick: returns (run requests as (run_key, config, triggers), skipped, new cursor).
 
@@ -841,6 +874,7 @@ class EventSensorLogic:
         from dagster import AssetRecordsFilter
 
         state = json.loads(cursor) if cursor else {"after": {}, "pending": {}}
+        fired_ids = state.setdefault("fired", {})
         requests, skipped = [], []
         started = time.monotonic()
         boundary = self._reset_boundary(now)
@@ -848,12 +882,18 @@ class EventSensorLogic:
             for name in [n for n, e in state["pending"].items() if e["timestamp"] < boundary]:
                 log.info("dropping waiting event %s (id %s): reset_at passed" % (name, state["pending"][name]["id"]))
                 del state["pending"][name]
-        names = [e["name"] for e in self.events]
+        specs = {e["name"]: e for e in self.events}
+        names = list(specs)
         read = 0
         for name in names:
             while time.monotonic() - started < _TICK_BUDGET_SECONDS and read < _TICK_MAX_EVENTS:
+                after = state["after"].get(name)
                 result = instance.fetch_materializations(
-                    AssetRecordsFilter(asset_key=event_asset_key(name), after_storage_id=state["after"].get(name)),
+                    AssetRecordsFilter(
+                        asset_key=event_asset_key(name),
+                        after_storage_id=after,
+                        after_timestamp=self.since if after is None else None,
+                    ),
                     limit=_EVENT_PAGE,
                     ascending=True,
                 )
@@ -866,9 +906,18 @@ class EventSensorLogic:
                         log.warning("skipping event %s at storage id %d: %s" % (name, record.storage_id, e))
                         skipped.append((name, None, str(e)))
                         continue
+                    field = self._mismatch(specs[name], event)
+                    if field is not None:
+                        log.info("passing over event %s (id %s): field %r is not %r"
+                                 % (name, event["id"], field, specs[name]["filters"][field]))
+                        continue
+                    if fired_ids.get(name) == event["id"]:
+                        log.info("dropping event %s (id %s): a re-send of one that already fired" % (name, event["id"]))
+                        continue
                     state["pending"][name] = event
                     if len(names) == 1 or all(n in state["pending"] for n in names):
                         fired = {n: state["pending"].pop(n) for n in names}
+                        fired_ids.update((n, fired[n]["id"]) for n in names)
                         try:
                             config = self.run_config(fired)
                         except BadEvent as e:
@@ -878,43 +927,52 @@ class EventSensorLogic:
                         requests.append((
                             "+".join(fired[n]["id"] for n in names),
                             config,
-                            [{"timestamp": fired[n]["timestamp"], "id": fired[n]["id"], "name": n, "type": "event"}
-                             for n in names],
+                            [{"timestamp": fired[n]["timestamp"], "id": fired[n]["id"], "name": n,
+                              "type": specs[n].get("type", "event")} for n in names],
                         ))
                 if len(result.records) < _EVENT_PAGE:
                     break
         return requests, skipped, json.dumps(state, sort_keys=True)
 
 
-def _sensor_name(job_name, events):
-    label = "_and_".join("".join(c if c.isalnum() or c == "_" else "_" for c in e["name"]) for e in events)
-    return ("%s_on_%s" % (job_name, label))[:200]
+def _label(names):
+    return "_and_".join("".join(c if c.isalnum() or c == "_" else "_" for c in n) for n in names)
 
 
-def _event_sensor(runtime, job):
-    """The Dagster sensor of a flow's ``@trigger``: one run per event (or per complete set of events)."""
+def _deployed_at():
+    """When these definitions were written: the generated file's mtime (``create`` writes it atomically).
+
+    A sensor without a cursor starts here. The runtime is pasted into the generated file, so ``__file__``
+    is that file; imported as ``metaflow_dagster.runtime`` (tests) it is this module, an older time.
+    """
+    try:
+        return os.path.getmtime(__file__)
+    except OSError:
+        return None
+
+
+def _trigger_sensor(runtime, job, triggers, name, description):
+    """A Dagster sensor that runs ``job`` once per event (or complete set of events) of ``triggers``."""
     from dagster import AssetObservation, DefaultSensorStatus, RunRequest, SkipReason, sensor
 
-    triggers = runtime.flow["triggers"]
-    logic = EventSensorLogic(runtime.flow, triggers)
+    logic = EventSensorLogic(runtime.flow, triggers, since=_deployed_at())
     interval = int((triggers.get("options") or {}).get("interval", 2))
     start = runtime.flow["start_step"]
     deploy_tags = runtime.flow["options"]["tags"]
 
     @sensor(
-        name=_sensor_name(runtime.flow["job_name"], triggers["events"]),
+        name=name[:200],
         job=job,
         minimum_interval_seconds=interval,
         default_status=DefaultSensorStatus.RUNNING,
-        description="Runs %s for each event %s published to the Dagster event log"
-        % (runtime.flow["name"], " + ".join(e["name"] for e in triggers["events"])),
+        description=description,
     )
     def _sensor(context):
         requests, skipped, cursor = logic.tick(context.instance, context.cursor, time.time(), context.log)
-        for name, event_id, reason in skipped:
+        for event_name, event_id, reason in skipped:
             context.instance.report_runless_asset_event(
                 AssetObservation(
-                    asset_key=event_asset_key(name),
+                    asset_key=event_asset_key(event_name),
                     description="event skipped by %s: %s" % (context.sensor_name, reason),
                     metadata={"skipped_event_id": event_id or "", "reason": reason},
                 )
@@ -938,12 +996,89 @@ def _event_sensor(runtime, job):
     return _sensor
 
 
+def _event_sensor(runtime, job):
+    """The sensor of a flow's ``@trigger``: one run per event (or per complete set of events)."""
+    triggers = runtime.flow["triggers"]
+    names = [e["name"] for e in triggers["events"]]
+    return _trigger_sensor(
+        runtime, job, triggers, "%s_on_%s" % (runtime.flow["job_name"], _label(names)),
+        "Runs %s for each event %s published to the Dagster event log" % (runtime.flow["name"], " + ".join(names)),
+    )
+
+
+def _finish_sensor(runtime, job):
+    """The sensor of a flow's ``@trigger_on_finish``: one run per successful run of the upstream flow(s)."""
+    triggers = runtime.flow["finish_triggers"]
+    flows = [e["flow"] for e in triggers["events"]]
+    return _trigger_sensor(
+        runtime, job, triggers, "%s_after_%s" % (runtime.flow["job_name"], _label(flows)),
+        "Runs %s once for each successful run of %s (events %s)"
+        % (runtime.flow["name"], " and ".join(flows), ", ".join(e["name"] for e in triggers["events"])),
+    )
+
+
 def _event_assets(runtime):
     from dagster import AssetSpec
 
-    return [
-        AssetSpec(event_asset_key(e["name"]), description="Metaflow event %s (publish to trigger %s)"
-                  % (e["name"], runtime.flow["name"]), group_name=EVENT_ASSET_PREFIX)
-        for e in (runtime.flow.get("triggers") or {}).get("events", [])
-    ]
+    specs = {}
+    for e in (runtime.flow.get("triggers") or {}).get("events", []):
+        specs[e["name"]] = "Metaflow event %s (publish it to trigger %s)" % (e["name"], runtime.flow["name"])
+    for e in (runtime.flow.get("finish_triggers") or {}).get("events", []):
+        specs[e["name"]] = "Metaflow event %s: a run of %s succeeded (triggers %s)" % (
+            e["name"], e["flow"], runtime.flow["name"])
+    return [AssetSpec(event_asset_key(n), description=d, group_name=EVENT_ASSET_PREFIX) for n, d in specs.items()]
 
+
+# ----- events a run emits: Metaflow's flow-finished event for @trigger_on_finish --------------------------
+
+def emitted_events(flow, step):
+    """Names of the events a successful task of ``step`` publishes, as Argo's auto-emit names them.
+
+    The end step always publishes ``metaflow.<project flow name or Flow>.<end step>``, plus the ``.end``
+    alias that ``@trigger_on_finish`` listens for when the end step has another name; other steps publish
+    ``metaflow.<...>.<step>`` only when ``create --emit-step-events`` was given.
+    """
+    prefix = "metaflow.%s" % ((flow.get("project") or {}).get("flow_name") or flow["name"])
+    names = []
+    if step == flow["end_step"] or flow["options"].get("emit_step_events"):
+        names.append("%s.%s" % (prefix, step))
+    if step == flow["end_step"] and step != "end":
+        names.append("%s.end" % prefix)
+    return names
+
+
+def emitted_payload(flow, pathspec, now):
+    """Payload of the events a task emits: Metaflow's envelope and Argo's fields, all strings.
+
+    ``id`` is the task's pathspec, so a retried task re-sends the same id and consumers drop it.
+    """
+    flow_name, run_id, step, task_id = pathspec.split("/")
+    payload = {
+        "id": pathspec,
+        "timestamp": str(int(now)),
+        "utc_date": time.strftime("%Y%m%d", time.gmtime(now)),
+        "generated-by-metaflow": "True",
+        "pathspec": pathspec,
+        "flow_name": flow_name,
+        "run_id": run_id,
+        "step_name": step,
+        "task_id": task_id,
+    }
+    project = flow.get("project")
+    if project:
+        # As Argo: the fields `current` has, the two flags only when true.
+        payload.update({"project_name": project["name"], "branch_name": project["branch"]})
+        if project["branch"].startswith("user."):
+            payload["is_user_branch"] = "True"
+        if project["production"]:
+            payload["is_production"] = "True"
+        payload["project_flow_name"] = project["flow_name"]
+    payload["auto-generated-by-metaflow"] = "True"
+    return payload
+
+
+def publish_event(instance, name, payload):
+    """Write event ``name`` to the Dagster event log, where every trigger sensor of the instance reads it."""
+    from dagster import AssetMaterialization
+
+    instance.report_runless_asset_event(AssetMaterialization(asset_key=event_asset_key(name), metadata=payload))

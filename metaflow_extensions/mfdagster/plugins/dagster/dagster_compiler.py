@@ -112,6 +112,19 @@ def _triggers(flow):
     return {"events": events, "options": _jsonable(deco.options or {})}
 
 
+def _trigger_on_finish(flow):
+    """`@trigger_on_finish` as the IR's `flow.trigger_on_finish`: the upstream flows after deploy-time values
+    are resolved, with project and branch null where the decorator leaves them to this flow's @project
+    (the core fills them in and names the events), and the decorator's `options`."""
+    decos = flow._flow_decorators.get("trigger_on_finish")
+    if not decos:
+        return None
+    deco = decos[0]
+    deco.format_deploytime_value()
+    flows = [{"name": t["flow"], "project": t.get("project"), "branch": t.get("branch")} for t in deco.triggers]
+    return {"flows": flows, "options": _jsonable(deco.options or {})}
+
+
 def _schedule(flow):
     """`@schedule` as the IR's `flow.schedule`: Metaflow's own cron (after daily/hourly/weekly/cron
     precedence) and timezone; the core turns it into Dagster's form."""
@@ -178,6 +191,7 @@ def build_ir(obj, tags=(), namespace=None, max_workers=16, workflow_timeout=0, e
             "project": project,
             "decorators": flow_decos,
             "triggers": _triggers(flow),
+            "trigger_on_finish": _trigger_on_finish(flow),
             "schedule": _schedule(flow),
         },
         "steps": [_step(graph[name], graph) for name in graph.sorted_nodes],
