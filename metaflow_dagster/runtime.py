@@ -303,6 +303,35 @@ class FlowRuntime:
             args.append("--production")
         for spec in opts.get("with", []):
             args.append("--with=%s" % spec)
+        return args + self._config_args()
+
+    def _config_args(self):
+        """Deploy-time Config values, given to every task as Metaflow's own runtime gives them: each Config
+        as ``--config-value NAME kv.NAME``, read from a ``--local-config-file`` in Metaflow's stored form
+        ``{"user_configs": {name: [value, plain]}}``. Tasks take the values resolved at ``create`` and
+        never parse them again (a Config with its own ``parser`` could not be parsed twice), so config
+        mutators and ``config_expr`` see in every task what they saw at ``create``.
+
+        The file is named by its content in the user's cache and written once, atomically: the ops and tasks
+        of every run share it, and there is one file per distinct set of values, not one per run.
+        """
+        configs = self.flow["configs"]
+        if not configs:
+            return []
+        text = json.dumps({"user_configs": {c["name"]: json.loads(c["value"]) for c in configs}}, sort_keys=True)
+        root = os.path.join(os.path.expanduser("~"), ".cache", "metaflow-dagster", "configs")
+        path = os.path.join(root, hashlib.sha256(text.encode("utf-8")).hexdigest() + ".json")
+        if not os.path.exists(path):
+            import tempfile
+
+            os.makedirs(root, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=root, prefix=".configs-")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        args = ["--local-config-file=%s" % path]
+        for c in configs:
+            args += ["--config-value", c["name"], "kv." + c["name"]]
         return args
 
     def _command(self, *tail):
@@ -321,10 +350,9 @@ class FlowRuntime:
         s = self.flow["settings"]
         env = {k: v for k, v in os.environ.items() if _env_allowed(k, s["env_allowlist"])}
         env.update(self._settings_env())
-        if self.flow["configs"]:
-            env["METAFLOW_FLOW_CONFIG_VALUE"] = json.dumps(
-                {c["name"]: json.loads(c["value"]) for c in self.flow["configs"]}
-            )
+        # Configs reach tasks as options (_config_args); config variables of the worker must not mix in.
+        env.pop("METAFLOW_FLOW_CONFIG", None)
+        env.pop("METAFLOW_FLOW_CONFIG_VALUE", None)
         env["METAFLOW_DAGSTER_DEPLOYED"] = "1"
         if step is not None:
             env.update(self.steps[step]["env"])
@@ -612,6 +640,8 @@ class FlowRuntime:
                 argv += ["--split-index", str(split)]
         for tag in self.flow["options"]["tags"]:
             argv += ["--tag", tag]
+        if self.flow["options"]["namespace"] is not None:  # the namespace of client calls in the task
+            argv.append("--namespace=%s" % self.flow["options"]["namespace"])
         pathspec = "%s/%s/%s" % (run_id, step, task_id)
         what = "Metaflow step '%s' (task %s, attempt %d%s)" % (
             step, pathspec, context.retry_number, ", cloned from %s" % origin if origin else ""

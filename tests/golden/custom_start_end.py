@@ -19,7 +19,7 @@ FLOW = {
         {"name": "token", "var": "token", "type": "str", "default": None, "required": True, "help": ""},
     ],
     "configs": [
-        {"name": "settings", "value": "{\"depth\": 3}"},
+        {"name": "settings", "value": "[{\"depth\": 3}, false]"},
     ],
     "settings": {"datastore": "local", "datastore_root": "/src/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "METAFLOW_*"]},
     "options": {"tags": ["nightly", "team:ml"], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False},

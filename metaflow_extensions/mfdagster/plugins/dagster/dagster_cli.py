@@ -67,24 +67,44 @@ def _echo_serving(obj, home):
 @dagster.command(help="Compile this flow into a Dagster definitions file and deploy it to DAGSTER_HOME.")
 @click.argument("file", required=False)
 @click.option("--tag", "tags", multiple=True, default=None, help="Tag every run of this flow (repeatable).")
-@click.option("--namespace", default=None, help="Metaflow namespace of the runs.")
+@click.option(
+    "--namespace",
+    default=None,
+    help="Namespace of Metaflow client calls inside the steps (Metaflow's `step --namespace`). "
+    "Default: the deploying user's, user:<name>.",
+)
 @click.option("--max-workers", default=16, show_default=True, type=int, help="Maximum number of concurrent ops.")
 @click.option("--workflow-timeout", default=0, type=int, help="Fail a run that takes longer (seconds).")
+@click.option(
+    "--emit-step-events/--no-emit-step-events", default=False, show_default=True,
+    help="Also publish metaflow.<flow>.<step> when each task succeeds (the end event is always published).",
+)
 @click.option("--ir-only", is_flag=True, default=False, help="Print the flow IR as JSON and write nothing.")
 @click.option("--deployer-attribute-file", default=None, hidden=True)
 @click.pass_obj
-def create(obj, file, tags, namespace, max_workers, workflow_timeout, ir_only, deployer_attribute_file):
+def create(obj, file, tags, namespace, max_workers, workflow_timeout, emit_step_events, ir_only,
+           deployer_attribute_file):
     if obj.deployment_name != obj.dagster_job:
         raise DagsterException(
             "--name %s is not supported by `create`: a deployment is named after its job, *%s*"
             % (obj.deployment_name, obj.dagster_job)
+        )
+    if namespace is not None and not namespace.strip():
+        # Metaflow's `run --namespace=` means the global namespace, but a step given `--namespace=` checks
+        # every client object against the empty tag and fails; a step that wants every run calls
+        # `namespace(None)` itself.
+        raise DagsterException(
+            "--namespace is empty: steps cannot be given the global namespace (with `step --namespace=` every "
+            "client call in a step fails). Give a namespace, such as user:NAME or a tag, or call "
+            "namespace(None) in the step"
         )
     if max_workers < 1:
         raise DagsterException("--max-workers must be at least 1 (got %d)" % max_workers)
     if workflow_timeout < 0:
         raise DagsterException("--workflow-timeout must be zero or positive (got %d)" % workflow_timeout)
     ir = build_ir(
-        obj, tags=tags or (), namespace=namespace, max_workers=max_workers, workflow_timeout=workflow_timeout
+        obj, tags=tags or (), namespace=namespace, max_workers=max_workers, workflow_timeout=workflow_timeout,
+        emit_step_events=emit_step_events,
     )
     if ir_only:
         click.echo(json.dumps(ir, indent=2, sort_keys=True))

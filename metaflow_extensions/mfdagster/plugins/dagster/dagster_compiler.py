@@ -134,6 +134,19 @@ def _schedule(flow):
     return {"cron": decos[0].schedule, "timezone": decos[0].timezone}
 
 
+def _config(name, stored):
+    """A Config as an IR `configs` entry. Its value is Metaflow's own stored form `[value, plain]` as JSON
+    text, what Metaflow's runtime writes to the config file its tasks read (`dump_config_values`): tasks
+    then take the value resolved here (default file, `--config`, `--config-value`) and never parse it
+    again, which a Config with its own `parser` could not survive."""
+    value, plain = stored
+    try:
+        text = json.dumps([value, bool(plain)], sort_keys=True)
+    except (TypeError, ValueError) as e:
+        raise DagsterException("config *%s*: its value cannot be passed to tasks as JSON (%s)" % (name, e)) from None
+    return {"name": name, "value": text}
+
+
 def _job_name(flow_name):
     name = current.get("project_flow_name") or flow_name
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
@@ -160,8 +173,7 @@ def build_ir(obj, tags=(), namespace=None, max_workers=16, workflow_timeout=0, e
     config_values = flow._flow_state[FlowStateItems.CONFIGS]
     for var, param in flow._get_parameters():
         if param.IS_CONFIG_PARAMETER:
-            value = config_values.get(param.name, (None, False))[0]
-            configs.append({"name": param.name, "value": json.dumps(_jsonable(value), sort_keys=True)})
+            configs.append(_config(param.name, config_values.get(param.name, (None, False))))
             continue
         default = deploy_time_eval(param.kwargs.get("default"))
         params.append({
