@@ -16,7 +16,7 @@ from metaflow_dagster.runtime import (
     emitted_payload,
     publish_event,
 )
-from tests.helpers import flow_path
+from tests.helpers import flow_literal, flow_path
 
 LOG = logging.getLogger("test-finish")
 
@@ -153,3 +153,32 @@ def test_local_trigger_option_keeps_working(tmp_path):
     native("chain_b_flow.py", "--trigger", upstream_run.pathspec, "run")
     data = Flow("ChainBFlow").latest_successful_run["start"].task.data
     assert data.upstream == upstream_run.pathspec and data.total == 40 + 41 + 42
+
+
+def test_callable_flows_resolve_at_create(project):
+    defs_path, _ = project.create(flow_path("finish_callable_flow.py"))
+    events = flow_literal(defs_path)["finish_triggers"]["events"]
+    assert [(e["name"], e["flow"], e["filters"].get("branch_name")) for e in events] == [
+        ("metaflow.UpstreamA.end", "UpstreamA", None),
+        ("metaflow.p.prod.blue.UpstreamB.end", "UpstreamB", "prod.blue"),
+    ]
+
+
+def test_create_with_emit_step_events_publishes_every_step(project):
+    """A real run of a flow deployed with --emit-step-events: one event per step, named as on Argo."""
+    from dagster import AssetRecordsFilter
+
+    from metaflow_dagster.runtime import event_asset_key
+    from tests.helpers import metaflow_run
+
+    defs_path, _ = project.create(flow_path("chain_a_flow.py"), args=["--emit-step-events"])
+    drun, res = project.execute(defs_path, "chain_user_tester_ChainAFlow", check=True)
+    run = metaflow_run("ChainAFlow", drun)
+    with project.instance() as inst:
+        for step in ("start", "end"):
+            name = "metaflow.chain.user.tester.ChainAFlow.%s" % step
+            records = inst.fetch_materializations(AssetRecordsFilter(asset_key=event_asset_key(name)), limit=10).records
+            assert len(records) == 1, name
+            payload = {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+            assert payload["id"] == run[step].task.pathspec and payload["step_name"] == step
+            assert payload["project_flow_name"] == "chain.user.tester.ChainAFlow"
