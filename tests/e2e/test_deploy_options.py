@@ -53,6 +53,14 @@ def test_empty_namespace_is_refused(project):
     assert not os.path.exists(out)
 
 
+def test_parameter_named_like_a_trigger_option_is_refused(project):
+    out = os.path.join(project.workdir, "defs.py")
+    _, res = project.create(flow_path("opt_wait_param_flow.py"), check=False)
+    assert res.returncode != 0
+    assert "Parameter wait of flow WaitParamFlow has the name of the `dagster trigger` option --wait" in res.stderr
+    assert not os.path.exists(out)
+
+
 def test_with_given_twice_applies_both_to_every_step(project):
     specs = ["retry:times=1,minutes_between_retries=0", 'environment:vars={"WITH_VAR": "from-with"}']
     defs, _ = project.create(flow_path("opt_with_flow.py"), top=["--with", specs[0], "--with", specs[1]])

@@ -98,6 +98,12 @@ def create(obj, file, tags, namespace, max_workers, workflow_timeout, emit_step_
             "client call in a step fails). Give a namespace, such as user:NAME or a tag, or call "
             "namespace(None) in the step"
         )
+    taken = sorted({p.name for _, p in obj.flow._get_parameters()} & _RUN_OPTION_NAMES)
+    if taken:
+        raise DagsterException(
+            "Parameter *%s* of flow *%s* has the name of the `dagster trigger` option --%s, so `trigger` could not "
+            "tell them apart: rename the Parameter" % (taken[0], obj.flow.name, taken[0])
+        )
     if max_workers < 1:
         raise DagsterException("--max-workers must be at least 1 (got %d)" % max_workers)
     if workflow_timeout < 0:
@@ -194,6 +200,10 @@ _RUN_OPTIONS = [
     click.option("--run-id-file", default=None, type=str, help="Write the Metaflow run id to this file."),
     click.option("--deployer-attribute-file", default=None, type=str, hidden=True),
 ]
+
+
+# Parameters become options of `trigger` and `resume` beside these, so a Parameter may not take their names.
+_RUN_OPTION_NAMES = {"wait", "run-id-file", "deployer-attribute-file", "origin-run-id"}
 
 
 def _run_options(cmd):
