@@ -205,6 +205,14 @@ has_case_to(const Step *s, const Step *t)
 	return 0;
 }
 
+static int
+non_local_environment(const Compile *c)
+{
+	const char *env = c->flow->settings.environment;
+
+	return env && strcmp(env, "local") != 0;
+}
+
 /* Reports each decorator of s (NULL: a flow decorator) that the support matrix rejects. */
 static void
 check_decorators(Compile *c, const Step *s, Decorator *d, size_t n)
@@ -213,8 +221,12 @@ check_decorators(Compile *c, const Step *s, Decorator *d, size_t n)
 
 	for (i = 0; i < n; i++) {
 		d[i].kind = mfd_deco_lookup(d[i].name);
-		if (mfd_deco_handling(d[i].kind) == REJECTED)
-			error_at(c, s, "@%s is not supported: %s", decorators[d[i].kind].name, decorators[d[i].kind].reason);
+		if (mfd_deco_handling(d[i].kind) != REJECTED)
+			continue;
+		/* --environment=conda|pypi attaches @conda/@pypi to every step: its one error says it all. */
+		if (!d[i].is_static && (d[i].kind == DECO_CONDA || d[i].kind == DECO_PYPI) && non_local_environment(c))
+			continue;
+		error_at(c, s, "@%s is not supported: %s", decorators[d[i].kind].name, decorators[d[i].kind].reason);
 	}
 }
 

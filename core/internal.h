@@ -69,7 +69,8 @@ typedef enum ParamType {
  * not listed are FORWARDED.
  */
 #define REMOTE_LAUNCHER "tasks run on the Dagster worker, not on a remote launcher"
-#define NEEDS_ENVIRONMENT "its environment must be bootstrapped once per run, which is not implemented yet"
+#define NEEDS_ENVIRONMENT "Metaflow builds its environment with micromamba from the conda-forge channel, " \
+	"and metaflow-dagster does not bootstrap one; install the packages where the Dagster workers run instead"
 #define DECORATORS(X) \
 	X(DECO_RETRY,             "retry",             HANDLED,   "op attempts follow the retries field") \
 	X(DECO_TIMEOUT,           "timeout",           HANDLED,   "the op enforces timeout_seconds") \
