@@ -95,46 +95,46 @@ def test_three_flows_in_three_files_chain_once_per_upstream_run(project):
 
 
 def test_two_hundred_upstream_runs_between_two_ticks_start_exactly_two_hundred_runs(project):
-    """The downstream sensor ticks once, the daemon stops, 200 ChainA runs finish, the daemon restarts:
-    its next tick must start exactly one ChainB run for each. The run queue holds them
+    """The downstream sensor ticks once, the daemon stops, 200 BurstUpFlow runs finish, the daemon restarts:
+    its next tick must start exactly one BurstDownFlow run for each. The run queue holds them
     (max_concurrent_runs: 0), so this counts what the sensor creates."""
     with open(os.path.join(project.home, "dagster.yaml"), "a") as f:
         f.write("run_queue:\n  max_concurrent_runs: 0\n")
-    a_defs, _ = project.create(flow_path("chain_a_flow.py"), out="a.py")
-    b_defs, _ = project.create(flow_path("chain_b_flow.py"), out="b.py")
+    a_defs, _ = project.create(flow_path("burst_up_flow.py"), out="up.py")
+    b_defs, _ = project.create(flow_path("burst_down_flow.py"), out="down.py")
     with project.instance() as inst:
         inst.get_runs_count()  # create the storage before two processes use it
 
     def ticks():
         with project.instance() as inst:
             states = [s for s in inst.all_instigator_state(instigator_type=InstigatorType.SENSOR)
-                      if s.name == B_JOB + "_after_ChainAFlow"]
+                      if s.name == "BurstDownFlow_after_BurstUpFlow"]
             if not states:
                 return []
             return inst.get_ticks(states[0].instigator_origin_id, states[0].selector_id, limit=1000)
 
     daemon = Server(project, DAEMON + ["run", "-f", b_defs], "daemon1.log")
     try:
-        wait_for(ticks, 180, "the first tick of the ChainB sensor", interval=1)
+        wait_for(ticks, 180, "the first tick of the BurstDownFlow sensor", interval=1)
     finally:
         daemon.kill()
     before = len(ticks())
     env = project.env()
-    workers = [subprocess.Popen([sys.executable, "-c", RUN_MANY, a_defs, A_JOB, "100"], cwd=project.workdir,
+    workers = [subprocess.Popen([sys.executable, "-c", RUN_MANY, a_defs, "BurstUpFlow", "100"], cwd=project.workdir,
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                for _ in range(2)]
     for w in workers:
         _, err = w.communicate(timeout=1500)
         assert w.returncode == 0, err[-3000:]
-    a_runs = runs_of(project, A_JOB, DagsterRunStatus.SUCCESS)
+    a_runs = runs_of(project, "BurstUpFlow", DagsterRunStatus.SUCCESS)
     assert len(a_runs) == 200 and len(ticks()) == before
-    ends = {metaflow_run("ChainAFlow", r).end_task.pathspec for r in a_runs}
+    ends = {metaflow_run("BurstUpFlow", r).end_task.pathspec for r in a_runs}
 
     daemon = Server(project, DAEMON + ["run", "-f", b_defs], "daemon2.log")
     try:
-        wait_for(lambda: len(runs_of(project, B_JOB)) >= 200, 900, "200 ChainB runs", interval=2)
+        wait_for(lambda: len(runs_of(project, "BurstDownFlow")) >= 200, 900, "200 BurstDownFlow runs", interval=2)
         time.sleep(8)  # more ticks: nothing else may start
-        b_runs = runs_of(project, B_JOB)
+        b_runs = runs_of(project, "BurstDownFlow")
         new_ticks = len(ticks()) - before
     finally:
         daemon.kill(signal.SIGTERM)
