@@ -18,8 +18,9 @@
  *
  * Problems are reported at the step's source line and checking goes on. The graph-wide checks need resolved
  * names, so they are skipped when a step name is not an identifier, is defined twice or a reference did not
- * resolve.
+ * resolve. mfd_check_many checks the flows of one file against each other: distinct job names, equal settings.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <ctype.h>
 #include <string.h>
@@ -604,4 +605,76 @@ mfd_check(Compile *c)
 		set_depths(f);
 	}
 	return c->diags.nerrors;
+}
+
+/* Settings */
+
+/* The first setting in which a (there) and b (here) differ, with both values; NULL when they are the same. */
+static const char *
+settings_differ(Compile *c, const Settings *a, const Settings *b)
+{
+	static const struct {
+		const char *name;
+		size_t offset;
+	} fields[] = {
+		{"datastore", offsetof(Settings, datastore)},
+		{"datastore_root", offsetof(Settings, datastore_root)},
+		{"metadata", offsetof(Settings, metadata)},
+		{"environment", offsetof(Settings, environment)},
+		{"event_logger", offsetof(Settings, event_logger)},
+		{"monitor", offsetof(Settings, monitor)},
+		{"python", offsetof(Settings, python)},
+		{"username", offsetof(Settings, username)},
+	};
+	const char *x, *y;
+	size_t i;
+
+	for (i = 0; i < MFD_COUNT(fields); i++) {
+		x = *(const char *const *)((const char *)a + fields[i].offset);
+		y = *(const char *const *)((const char *)b + fields[i].offset);
+		if (strcmp(x, y) != 0)
+			return mfd_printf(c->arena, "%s %s here, %s there", fields[i].name, quote(c, y), quote(c, x));
+	}
+	if (a->nenv_allowlist != b->nenv_allowlist)
+		return "env_allowlist";
+	for (i = 0; i < a->nenv_allowlist; i++)
+		if (strcmp(a->env_allowlist[i], b->env_allowlist[i]) != 0)
+			return "env_allowlist";
+	return NULL;
+}
+
+/*
+ * Checks the flows of one file, each checked without errors, against each other. Their job names must differ:
+ * a code location cannot hold two jobs of one name (nor their sensors and schedules, named after the job). And
+ * their settings must be equal: the file's runtime objects set Metaflow's environment (user, datastore root)
+ * for the whole process when the file loads, so every flow must see the same Metaflow configuration.
+ * Problems are reported at the later flow. Returns the number of errors of all flows.
+ */
+int
+mfd_check_many(Compile *units, size_t n)
+{
+	const Flow *f, *g;
+	const char *why;
+	int errors = 0;
+	size_t i, j;
+
+	for (i = 1; i < n; i++) {
+		f = units[i].flow;
+		for (j = 0; j < i; j++) {
+			g = units[j].flow;
+			if (strcmp(f->job_name, g->job_name) == 0) {
+				error_at(&units[i], NULL, "job name %s is already the job of flow %zu, %s (%s): a file cannot "
+					"hold two jobs of one name", quote(&units[i], f->job_name), j + 1, g->name, g->file);
+				break;
+			}
+		}
+		g = units[0].flow;
+		if ((why = settings_differ(&units[i], &g->settings, &f->settings)))
+			error_at(&units[i], NULL, "its Metaflow settings differ from those of flow '%s' (%s); the flows of "
+				"one file run with one Metaflow configuration: deploy them with the same top-level options",
+				g->name, why);
+	}
+	for (i = 0; i < n; i++)
+		errors += units[i].diags.nerrors;
+	return errors;
 }

@@ -154,6 +154,7 @@ const char *mfd_quote(MfdArena *a, const char *s, size_t n);
 
 typedef struct Diags {
 	MfdArena *arena; /* holds the array and the messages */
+	const char *flow; /* MfdDiag.flow of every diagnostic recorded here: set in a compile of several flows */
 	MfdDiag *v;      /* collected diagnostics, in the order found */
 	size_t n;
 	size_t cap;
@@ -373,6 +374,7 @@ DecoHandling mfd_deco_handling(DecoKind k);
 Step *mfd_find_step(const Flow *f, const char *name);
 int mfd_is_foreach_join(const Step *s);
 int mfd_check(Compile *c);
+int mfd_check_many(Compile *units, size_t n);
 
 /* names.c */
 
@@ -382,7 +384,9 @@ int mfd_check(Compile *c);
 	X(NAME_GATHER,   "gather__", "")          /* the barrier op (and its function) regrouping a step's inputs */ \
 	X(NAME_JOB,      "",         "")          /* the @job */ \
 	X(NAME_SCHEDULE, "",         "_schedule") /* the schedule of the job */ \
-	X(NAME_SENSOR,   "",         "_sensor")   /* the event sensor of the job */
+	X(NAME_SENSOR,   "",         "_sensor")   /* the event sensor of the job */ \
+	X(NAME_FLOW,     "FLOW_",    "")          /* the FLOW literal of a job in a file of several flows */ \
+	X(NAME_RUNTIME,  "mf_",      "")          /* the runtime object of a job in a file of several flows */
 
 typedef enum NameKind {
 #define X(kind, prefix, suffix) kind,
@@ -429,7 +433,8 @@ typedef struct PlanOp {
 	int head;                /* opens its segment: called with the segment function's parameter */
 	int foreach_join;        /* mfd_is_foreach_join */
 	OpForm form;
-	const char *fn;          /* the op function, op_<step> */
+	const char *name;        /* the Dagster op name: the step's name after Plan.prefix */
+	const char *fn;          /* the op function, op_<prefix><step> */
 	struct PlanOp **parents; /* in_funcs without the step itself, in the IR's order */
 	size_t nparents;
 	const char **inputs;     /* the op function's parameters after context */
@@ -468,27 +473,35 @@ struct Plan {
 	size_t nsegs;
 	size_t nbarriers;        /* segments with a barrier op */
 	const char *job;         /* the job function */
+	const char *prefix;      /* "" in a file of one flow, else "<job>__": starts every op name and op function */
+	const char *literal;     /* the FLOW literal: FLOW, or FLOW_<job> in a file of several flows */
+	const char *rt;          /* the runtime object the ops call: mf, or mf_<job> */
+	const char *schedule;    /* the schedule variable: schedule, or <job>_schedule */
+	const char *start_op;    /* the Dagster op name of the start step */
 };
 
 const char *mfd_op_method(OpForm f);
 const char *mfd_op_hand_on(OpForm f);
 int mfd_lower(Compile *c);
+int mfd_lower_many(Compile *units, size_t n);
 
 /* emit.c */
 
-int mfd_emit(Compile *c);
+void mfd_emit(StrBuf *o, const Compile *units, size_t n, const char *runtime);
 
 /* driver.c */
 
+/*
+ * One flow of a compile. A compile of several flows (mfd_compile_many) has one Compile per flow, all in one
+ * arena; each reports into its own Diags, so the passes of one flow never see another flow's errors.
+ */
 struct Compile {
-	MfdArena *arena;     /* owns everything of this compile, and the result */
+	MfdArena *arena;     /* owns everything of the compile, and the result */
 	const MfdValue *ir;  /* the input tree, in the caller's arena */
-	const char *runtime; /* runtime module source, pasted verbatim by emit */
+	int shared;          /* the file holds other flows too: op names and per-flow names carry the job name */
 	Flow *flow;          /* built by mfd_read_ir */
 	Plan *plan;          /* built by mfd_lower */
-	Diags diags;
-	StrBuf out;          /* the generated module */
-	jmp_buf oom;         /* where a failed allocation lands */
+	Diags diags;         /* this flow's problems */
 };
 
 /* json.c: for mfdc, the C tests and the fuzzer only (needs jansson); not part of the Python extension. */

@@ -45,6 +45,7 @@ TRIGGER_ENV = "METAFLOW_DAGSTER_TRIGGERS"
 ORIGIN_RUN_TAG = "metaflow/origin_run_id"
 RESUME_STEP_TAG = "metaflow/resume_step"
 PARAMS_TASK_ID = "params"
+CODE_CACHE_ENV = "METAFLOW_DAGSTER_CODE_CACHE"  # where workers keep extracted code packages
 _KILL_GRACE_SECONDS = 5
 # Imported once by the executor's forkserver; a name that fails to import is skipped by multiprocessing.
 _PRELOAD = (
@@ -209,11 +210,17 @@ class FlowRuntime:
     def __init__(self, flow, check_stale=True):
         self.flow = flow
         self.steps = flow["steps"]
-        if check_stale:
+        package = flow.get("code_package")
+        if check_stale and not package:
             self._check_stale()
         # Metaflow reads these when it is first imported. Setting them before any import (the forkserver
         # preloads Metaflow after this module loads) makes the warm workers see the deploy-time settings.
         os.environ.update(self._settings_env())
+        if package and check_stale:
+            # Tasks run the flow file of the code package, never the one `create` read: this machine may
+            # not have it. Every path the runtime derives (command, working directory) follows FLOW["file"].
+            self.flow = dict(flow, file=self._code_package_flow_file(package))
+            os.environ.update(self._code_package_env(package))
 
     # ----- load-time checks and job-level objects -------------------------------------------------------
 
@@ -233,6 +240,81 @@ class FlowRuntime:
                 "Regenerate them with: python %s dagster create <file>"
                 % (path, digest[:12], self.flow["file_sha256"][:12], path)
             )
+
+    # The code package (docs/deploy.md): the flow's directory, packaged into the Metaflow datastore by
+    # `create` as Metaflow does for Argo Workflows, so the definitions file runs on a machine that has
+    # datastore access but not the flow source. A worker downloads it once per sha into a cache shared by
+    # its processes; the op processes that load the file afterwards find it there.
+
+    def _code_package_flow_file(self, package):
+        """Path of the flow file inside the extracted code ``package``, downloading it first if needed.
+
+        The download is checked against the package's sha1 (the datastore's content key) and the flow
+        file against the sha256 recorded at ``create``. Extraction goes to a private directory renamed
+        into place, so concurrent processes never see a partial tree. Raises StaleDefinitionsError.
+        """
+        root = os.environ.get(CODE_CACHE_ENV) or os.path.join(
+            os.path.expanduser("~"), ".cache", "metaflow-dagster", "code"
+        )
+        dest = os.path.join(root, package["sha"])
+        path = os.path.join(dest, os.path.basename(self.flow["file"]))
+        if not os.path.isdir(dest):
+            self._extract_code_package(package, root, dest)
+        try:
+            with open(path, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+        except OSError as e:
+            raise StaleDefinitionsError(
+                "the code package %s of flow %s has no flow file %s (%s)"
+                % (package["url"], self.flow["name"], os.path.basename(path), e.strerror)
+            ) from None
+        if digest != self.flow["file_sha256"]:
+            raise StaleDefinitionsError(
+                "the code package %s does not hold the flow file these definitions were compiled from "
+                "(sha256 %s, expected %s); regenerate them with 'python <flow file> dagster create'"
+                % (package["url"], digest[:12], self.flow["file_sha256"][:12])
+            )
+        return path
+
+    def _extract_code_package(self, package, root, dest):
+        import io
+        import shutil
+        import tempfile
+
+        from metaflow.package import MetaflowPackage
+
+        try:
+            blobs = dict(self._flow_datastore().load_data([package["sha"]], force_raw=True))
+        except Exception as e:
+            raise StaleDefinitionsError(
+                "cannot download the code package %s of flow %s: %s" % (package["url"], self.flow["name"], e)
+            ) from None
+        blob = blobs.get(package["sha"])
+        if blob is None or hashlib.sha1(blob).hexdigest() != package["sha"]:
+            raise StaleDefinitionsError(
+                "the code package %s of flow %s is missing or corrupt in the datastore"
+                % (package["url"], self.flow["name"])
+            )
+        os.makedirs(root, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".%s-" % package["sha"], dir=root)
+        try:
+            MetaflowPackage.cls_extract_into(package["metadata"], io.BytesIO(blob), tmp)
+            os.chmod(tmp, 0o755)
+            os.rename(tmp, dest)
+        except OSError:
+            if not os.path.isdir(dest):  # else another process of this worker got there first
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _code_package_env(self, package):
+        """What Metaflow records as the task's ``code-package`` metadata, so ``Task.code`` finds the package."""
+        return {
+            "METAFLOW_CODE_URL": package["url"],
+            "METAFLOW_CODE_SHA": package["sha"],
+            "METAFLOW_CODE_DS": self.flow["settings"]["datastore"],
+            "METAFLOW_CODE_METADATA": package["metadata"],
+        }
 
     def executor(self):
         """The executor every generated job uses: one process per op, capped at ``max_workers``.
@@ -276,7 +358,7 @@ class FlowRuntime:
 
     def event_assets(self):
         """An AssetSpec per event the flow listens to, so the UI shows event -> job."""
-        return _event_assets(self)
+        return event_assets(self)
 
     # ----- ids, commands, environment ----------------------------------------------------------------
 
@@ -987,7 +1069,8 @@ def _trigger_sensor(runtime, job, triggers, name, description):
 
     logic = EventSensorLogic(runtime.flow, triggers, since=_deployed_at())
     interval = int((triggers.get("options") or {}).get("interval", 2))
-    start = runtime.flow["start_step"]
+    # The start op: named after the start step, behind the job's prefix in a file of several flows.
+    start = runtime.flow.get("start_op", runtime.flow["start_step"])
     deploy_tags = runtime.flow["options"]["tags"]
 
     @sensor(
@@ -1047,16 +1130,28 @@ def _finish_sensor(runtime, job):
     )
 
 
-def _event_assets(runtime):
+def event_assets(*runtimes):
+    """An AssetSpec per event the flows of ``runtimes`` listen to, so the UI shows event -> job.
+
+    A file of several flows declares its assets once for all of them: Dagster refuses two specs of one key,
+    so an event several flows listen to is one asset whose description names them all.
+    """
     from dagster import AssetSpec
 
-    specs = {}
-    for e in (runtime.flow.get("triggers") or {}).get("events", []):
-        specs[e["name"]] = "Metaflow event %s (publish it to trigger %s)" % (e["name"], runtime.flow["name"])
-    for e in (runtime.flow.get("finish_triggers") or {}).get("events", []):
-        specs[e["name"]] = "Metaflow event %s: a run of %s succeeded (triggers %s)" % (
-            e["name"], e["flow"], runtime.flow["name"])
-    return [AssetSpec(event_asset_key(n), description=d, group_name=EVENT_ASSET_PREFIX) for n, d in specs.items()]
+    heads, listeners = {}, {}
+    for runtime in runtimes:
+        flow = runtime.flow
+        for e in (flow.get("triggers") or {}).get("events", []):
+            heads.setdefault(e["name"], "Metaflow event %s (publish it to trigger " % e["name"])
+            listeners.setdefault(e["name"], []).append(flow["name"])
+        for e in (flow.get("finish_triggers") or {}).get("events", []):
+            heads.setdefault(e["name"], "Metaflow event %s: a run of %s succeeded (triggers " % (e["name"], e["flow"]))
+            listeners.setdefault(e["name"], []).append(flow["name"])
+    return [
+        AssetSpec(event_asset_key(name), description=head + ", ".join(dict.fromkeys(listeners[name])) + ")",
+                  group_name=EVENT_ASSET_PREFIX)
+        for name, head in heads.items()
+    ]
 
 
 # ----- events a run emits: Metaflow's flow-finished event for @trigger_on_finish --------------------------

@@ -211,7 +211,7 @@ def build_ir(obj, tags=(), namespace=None, max_workers=16, workflow_timeout=0, e
         "configs": configs,
         "settings": {
             "datastore": ds.TYPE,
-            "datastore_root": os.path.abspath(ds.datastore_root),
+            "datastore_root": os.path.abspath(ds.datastore_root) if ds.TYPE == "local" else ds.datastore_root,
             "metadata": obj.metadata.TYPE,
             "environment": obj.environment.TYPE,
             "event_logger": obj.event_logger.TYPE,
@@ -233,21 +233,72 @@ def build_ir(obj, tags=(), namespace=None, max_workers=16, workflow_timeout=0, e
     }
 
 
-def compile_ir(ir):
-    """Compile `ir` with the C core and return the definitions source, checked with `ast.parse`."""
+def compile_ir(ir, *more):
+    """Compile `ir` with the C core and return the definitions source, checked with `ast.parse`.
+
+    With `more` IRs the flows share one file, one code location (`create --add-flow`); the core's
+    diagnostics then name the flow each is about.
+    """
     from metaflow_dagster import _core, runtime
 
     with open(runtime.__file__, encoding="utf-8") as f:
         runtime_src = f.read()
+    names = ", ".join("*%s*" % x["flow"]["name"] for x in (ir,) + more)
     try:
-        text = _core.compile(ir, runtime_src)
+        text = _core.compile_many([ir, *more], runtime_src) if more else _core.compile(ir, runtime_src)
     except _core.CompileError as e:
-        raise DagsterException("cannot compile flow *%s* for Dagster:\n%s" % (ir["flow"]["name"], e)) from None
+        raise DagsterException(
+            "cannot compile flow%s %s for Dagster:\n%s" % ("s" if more else "", names, e)
+        ) from None
     try:
         ast.parse(text)
     except SyntaxError as e:
         raise DagsterException(
-            "internal error: the generated definitions for *%s* do not parse (line %s: %s)"
-            % (ir["flow"]["name"], e.lineno, e.msg)
+            "internal error: the generated definitions for %s do not parse (line %s: %s)" % (names, e.lineno, e.msg)
         ) from None
     return text
+
+
+# ----- the code package ----------------------------------------------------------------------------------
+# `create` packages the flow's directory into the Metaflow datastore, as `argo-workflows create` does, and
+# the generated file records where (FLOW["code_package"]). Workers download it and run the flow from it, so
+# the file runs on any machine with access to the datastore, without the flow source.
+
+CODE_PACKAGE_MODES = ("auto", "always", "never")
+
+
+def package_code(obj, mode="auto"):
+    """Upload the flow's code package to the datastore; returns ``{"url", "sha", "metadata"}`` or None.
+
+    ``auto`` packages when the datastore is not local: a worker elsewhere can read the datastore, not the
+    flow file. The package is Metaflow's own (``MetaflowPackage``: the flow's directory filtered by
+    ``--package-suffixes``, plus Metaflow's INFO and CONFIG), stored content-addressed, so the same code
+    gives the same sha and the same definitions file.
+    """
+    if mode not in CODE_PACKAGE_MODES:
+        raise DagsterException("--code-package must be one of %s (got %r)" % (", ".join(CODE_PACKAGE_MODES), mode))
+    if mode == "never" or (mode == "auto" and obj.flow_datastore.TYPE == "local"):
+        return None
+    from metaflow.package import MetaflowPackage
+
+    package = MetaflowPackage(obj.flow, obj.environment, obj.echo, suffixes=obj.package_suffixes)
+    url, sha = obj.flow_datastore.save_data([package.blob], len_hint=1)[0]
+    obj.echo("Uploaded the code package of *%s* to %s." % (obj.flow.name, url))
+    return {"url": url, "sha": sha, "metadata": package.package_metadata}
+
+
+def with_code_package(text, package):
+    """``text`` (a generated definitions file) with ``package`` recorded in its FLOW literal.
+
+    Until the C core emits the IR field ``flow.code_package`` itself, the entry is added here, right after
+    ``"file_sha256"``, in the core's literal style (JSON strings are Python string literals).
+    """
+    if package is None:
+        return text
+    anchor = '\n    "file_sha256": '
+    at = text.index(anchor)
+    at = text.index("\n", at + 1) + 1
+    entry = '    "code_package": {%s},\n' % ", ".join(
+        "%s: %s" % (json.dumps(k), json.dumps(package[k], ensure_ascii=False)) for k in ("url", "sha", "metadata")
+    )
+    return text[:at] + entry + text[at:]
