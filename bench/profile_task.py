@@ -3,23 +3,24 @@
     python bench/profile_task.py                    # linear-5; prints, and updates its section of RESULTS.md
     python bench/profile_task.py --flow foreach-20 --no-write
 
-Runs variant ``ours`` of bench/run.py once (``dagster create`` untimed, then ``dagster job execute`` with a
-fresh DAGSTER_HOME), then reads the run's Dagster event log (event timestamps) and the Metaflow metadata of
+Runs variant ``ours`` of bench/run.py once (``dagster create`` and the instance's storage untimed, then
+``dagster job execute``), then reads the run's Dagster event log (event timestamps) and the Metaflow metadata of
 each task (millisecond timestamps the task process records itself: its first metadata when Metaflow has
-started the task, ``attempt-done`` when the task body and its artifacts are done). Per op:
+started the task, ``attempt-done`` when the task body and its artifacts are done). Ops run as threads of
+the run worker (the runtime's executor), so an op starts at its STEP_START. Per op:
 
-    spawn      STEP_WORKER_STARTING -> STEP_WORKER_STARTED   the executor starts the op's worker process
-    setup      STEP_WORKER_STARTED -> STEP_START             the worker loads the job, resources, log capture
     inputs     STEP_START -> "running Metaflow step"         input loading (IO manager) and the runtime's prep
-    task boot  -> first Metaflow metadata                    fork, the flow file run as __main__, Metaflow CLI
+    task boot  -> first Metaflow metadata                    the zygote's fork, the flow file run as __main__,
+                                                             Metaflow's CLI up to the task's start
     task body  -> attempt-done                               the step's code, artifacts saved, metadata
     task exit  -> STEP_OUTPUT                                the task process ends, the op reads the datastore
     output     STEP_OUTPUT -> STEP_SUCCESS                   the IO manager pickles the output, events
-    total      STEP_WORKER_STARTING -> STEP_SUCCESS
+    total      STEP_START -> STEP_SUCCESS
 
-and for the run: process start -> RUN_START (dagster CLI imports, the definitions file, the instance),
-RUN_START -> the first worker launch, the orchestrator's hand-offs (an op's success -> the next launch, on
-the critical path), last STEP_SUCCESS -> RUN_SUCCESS, RUN_SUCCESS -> process exit.
+and for the run: process start -> RUN_START (dagster CLI imports, the instance, the definitions file),
+RUN_START -> the first STEP_START (the executor's set-up: resources, log capture, metaflow import, zygote),
+the hand-offs (an op's success -> the next STEP_START, on the critical path), last STEP_SUCCESS ->
+RUN_SUCCESS, RUN_SUCCESS -> process exit.
 """
 
 import argparse
@@ -30,9 +31,9 @@ import sys
 import time
 from pathlib import Path
 
-from run import FLOWS, Cell, fresh_dagster_home, machine, measure, write_results
+from run import FLOWS, Cell, machine, measure, write_results
 
-PHASES = ("spawn", "setup", "inputs", "task boot", "task body", "task exit", "output", "total")
+PHASES = ("inputs", "task boot", "task body", "task exit", "output", "total")
 
 
 def op_phases(records, task_times):
@@ -48,13 +49,11 @@ def op_phases(records, task_times):
     out = {}
     for key, e in ev.items():
         first, done = task_times.get(e.get("task"), (None, None))
-        marks = [e.get("STEP_WORKER_STARTING"), e.get("STEP_WORKER_STARTED"), e.get("STEP_START"),
-                 e.get("running"), first, done, e.get("STEP_OUTPUT"), e.get("STEP_SUCCESS")]
-        if marks[1] is None:  # barrier ops without a Metaflow task keep only the Dagster phases
+        marks = [e.get("STEP_START"), e.get("running"), first, done, e.get("STEP_OUTPUT"), e.get("STEP_SUCCESS")]
+        if marks[1] is None:  # barrier ops (no Metaflow task) are only hand-offs
             continue
-        row = {}
-        for name, a, b in zip(PHASES, marks, marks[1:]):
-            row[name] = b - a if a is not None and b is not None else None
+        row = {name: b - a if a is not None and b is not None else None
+               for name, a, b in zip(PHASES, marks, marks[1:])}
         row["total"] = marks[-1] - marks[0] if marks[0] and marks[-1] else None
         row["_launch"], row["_success"] = marks[0], marks[-1]
         out[key] = row
@@ -77,12 +76,13 @@ def report(flow, res, t0, records, ops, host):
         "",
         "| run phase | s |",
         "|---|--:|",
-        "| process start -> RUN_START (dagster CLI, imports, definitions file, instance) | %.2f |" % (run_start - t0),
-        "| RUN_START -> first worker launch | %.2f |" % (launches[0] - run_start),
-        "| ops, first launch -> last success | %.2f |" % (successes[-1] - launches[0]),
+        "| process start -> RUN_START (dagster CLI, imports, instance, definitions file) | %.2f |" % (run_start - t0),
+        "| RUN_START -> first STEP_START (executor set-up) | %.2f |" % (launches[0] - run_start),
+        "| ops, first STEP_START -> last STEP_SUCCESS | %.2f |" % (successes[-1] - launches[0]),
         "| last STEP_SUCCESS -> RUN_SUCCESS | %.2f |" % (run_end - successes[-1]),
         "| RUN_SUCCESS -> process exit | %.2f |" % (t0 + res["wall"] - run_end),
-        "| median hand-off (an op's success -> the next launch) | %.2f |" % (statistics.median(handoffs) if handoffs else 0),
+        "| median hand-off (an op's success -> the next STEP_START) | %.2f |"
+        % (statistics.median(handoffs) if handoffs else 0),
         "",
         "| op | " + " | ".join(PHASES) + " |",
         "|---|" + "--:|" * len(PHASES),
@@ -115,7 +115,7 @@ def main():
     cell.create()
     if cell.error:
         sys.exit(cell.error)
-    home = fresh_dagster_home(cell.dir / "dagster-home-0")
+    home = cell.home  # made by create(), as bench/run.py does
     argv = [str(Path(sys.executable).parent / "dagster"), "job", "execute", "-f", cell.defs, "-j", cell.flow_name]
     t0 = time.time()
     res = measure(argv, dict(cell.env, DAGSTER_HOME=home), cell.dir, cell.dir / "rep0.log")

@@ -7,11 +7,16 @@ Variants, each launched as a user launches it, from its own work directory under
 
 * ``native``: ``python flow.py run``.
 * ``ours``: ``python flow.py dagster create defs.py`` once (not timed), then, timed,
-  ``dagster job execute -f defs.py -j JOB`` with a fresh DAGSTER_HOME (telemetry off) per repetition.
-  Runs with the interpreter running this script (and the ``dagster`` script beside it).
+  ``dagster job execute -f defs.py -j JOB``. Runs with the interpreter running this script (and the
+  ``dagster`` script beside it).
 * ``0.3.7``: metaflow-dagster 0.3.7 from PyPI in its own virtual environment (``bench/.venv-0.3.7``, made
   on first use, with this environment's metaflow and dagster versions pinned), checked to load only its
   own Metaflow extension; ``python flow.py dagster create out.py`` once, then ``dagster job execute``.
+
+Both Dagster variants run on one DAGSTER_HOME per cell (telemetry off) whose storage is created with the
+cell, untimed, as a user's instance exists before they run flows on it; ``--fresh-home`` gives every
+repetition a new, empty DAGSTER_HOME instead (then each run also pays for creating the instance's
+databases, about 0.3 s of CPU on this machine).
 
 Every command runs under a forked *measuring process* that is a child subreaper: orphaned descendants
 (forkserver, daemonised helpers) are re-parented to it and reaped, so ``getrusage(RUSAGE_CHILDREN)`` of
@@ -196,11 +201,14 @@ def fresh_dagster_home(path):
     return str(path)
 
 
+INIT_INSTANCE = "from dagster import DagsterInstance; DagsterInstance.get().dispose()"
+
+
 class Cell:
     """One (flow, variant): its work directory, the create step, and the timed command of a repetition."""
 
-    def __init__(self, flow, variant, work, python):
-        self.flow, self.variant, self.python = flow, variant, python
+    def __init__(self, flow, variant, work, python, fresh_home=False):
+        self.flow, self.variant, self.python, self.fresh_home = flow, variant, python, fresh_home
         self.file, self.flow_name, self.tasks = FLOWS[flow]
         self.dir = work / flow / variant
         self.dir.mkdir(parents=True)
@@ -212,8 +220,15 @@ class Cell:
         if not self.defs:
             return
         argv = [self.python, str(BENCH / "flows" / self.file), "dagster", "create", self.defs]
-        env = dict(self.env, DAGSTER_HOME=fresh_dagster_home(self.dir / "dagster-home-create"))
+        # The instance every repetition uses, its storage created here, untimed: a user's instance exists
+        # before they run flows on it (with --fresh-home each repetition gets a new one instead).
+        self.home = fresh_dagster_home(self.dir / "dagster-home")
+        env = dict(self.env, DAGSTER_HOME=self.home)
         res = subprocess.run(argv, env=env, cwd=self.dir, capture_output=True, text=True)
+        if not res.returncode and not self.fresh_home:
+            init = subprocess.run([self.python, "-c", INIT_INSTANCE], env=env, cwd=self.dir, capture_output=True,
+                                  text=True)
+            res.returncode, res.stderr = init.returncode, res.stderr + init.stderr
         if res.returncode or not (self.dir / self.defs).exists():
             (self.dir / "create.log").write_text(res.stdout + res.stderr)
             self.error = "create failed: " + last_error(self.dir / "create.log")
@@ -225,7 +240,8 @@ class Cell:
         env = self.env
         if self.defs:
             argv = [_bin(self.python, "dagster"), "job", "execute", "-f", self.defs, "-j", self.flow_name]
-            env = dict(env, DAGSTER_HOME=fresh_dagster_home(self.dir / ("dagster-home-%d" % rep)))
+            home = fresh_dagster_home(self.dir / ("dagster-home-%d" % rep)) if self.fresh_home else self.home
+            env = dict(env, DAGSTER_HOME=home)
         else:
             argv = [self.python, str(BENCH / "flows" / self.file), "run"]
         res = measure(argv, env, self.dir, log)
@@ -332,6 +348,8 @@ def main():
     ap.add_argument("--venv", type=Path, default=BENCH / (".venv-" + OLD_VERSION), help="0.3.7's environment")
     ap.add_argument("--work", type=Path, default=BENCH / ".work", help="wiped and refilled")
     ap.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
+    ap.add_argument("--fresh-home", action="store_true",
+                    help="a new, empty DAGSTER_HOME for every repetition (default: one per cell, made before timing)")
     args = ap.parse_args()
     flows, variants = args.flows.split(","), args.variants.split(",")
     if not set(flows) <= set(FLOWS) or not set(variants) <= set(VARIANTS):
@@ -339,15 +357,18 @@ def main():
     old_python = old_venv(args.venv.resolve()) if OLD_VERSION in variants else None
     work = args.work.resolve()
     shutil.rmtree(work, ignore_errors=True)
-    cells = [Cell(f, v, work, old_python if v == OLD_VERSION else sys.executable) for f in flows for v in variants]
+    cells = [Cell(f, v, work, old_python if v == OLD_VERSION else sys.executable, args.fresh_home)
+             for f in flows for v in variants]
     for c in cells:
         c.create()
     load, host = os.getloadavg()[0], machine(old_python)
     for rep in range(args.reps):  # interleaved, so drift in the machine's load hits every variant alike
         for c in cells:
             c.run(rep)
-    header = "Run %s: `python bench/run.py %s`; medians of %d repetitions; load average %.1f before, %.1f after.\n%s" % (
-        datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), " ".join(sys.argv[1:]), args.reps, load,
+    header = ("Run %s: `python bench/run.py %s`; medians of %d repetitions; DAGSTER_HOME %s; load average %.1f "
+              "before, %.1f after.\n%s") % (
+        datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), " ".join(sys.argv[1:]), args.reps,
+        "new per repetition" if args.fresh_home else "one per cell, made before timing", load,
         os.getloadavg()[0], host)
     out = "%s\n\n%s\n" % (header, table(cells, args.reps))
     print("\n" + out)

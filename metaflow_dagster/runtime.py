@@ -22,22 +22,32 @@ and foreach cardinality are read back from Metaflow's datastore at the latest at
 files; the environment of a task is built from an allowlist, never copied whole.
 """
 
+import gc
 import hashlib
 import json
+import logging
 import os
+import queue
+import select
 import selectors
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+from contextlib import ExitStack
 
 from dagster import (
+    DagsterExecutionInterruptedError,
     DynamicOutput,
+    Executor,
     Failure,
     Field,
+    Int,
     MetadataValue,
     Output,
-    multiprocess_executor,
+    executor,
 )
 
 RUN_ID_TAG = "metaflow/run_id"
@@ -47,17 +57,7 @@ RESUME_STEP_TAG = "metaflow/resume_step"
 PARAMS_TASK_ID = "params"
 CODE_CACHE_ENV = "METAFLOW_DAGSTER_CODE_CACHE"  # where workers keep extracted code packages
 _KILL_GRACE_SECONDS = 5
-# Imported once by the executor's forkserver; a name that fails to import is skipped by multiprocessing.
-_PRELOAD = (
-    "dagster",
-    "metaflow",
-    "sqlalchemy",
-    "alembic",
-    "dagster._core.storage.runs.sqlite",
-    "dagster._core.storage.event_log.sqlite",
-    "dagster._core.storage.schedules.sqlite",
-    "dagster._core.storage.sqlite_storage",
-)
+_ZYGOTE_MAX_REQUEST = 1 << 20
 
 
 class StaleDefinitionsError(Exception):
@@ -132,14 +132,50 @@ def _exec_as_main(path):
     exec(code, namespace)
 
 
-class _ForkedTask:
-    """A child of this process running ``python <argv>`` in place: the Popen surface ``_spawn`` uses.
+def _task_child(argv, env, cwd, out_w, err_w):  # pragma: no cover - runs in a forked child
+    """Body of a forked task process: become ``python <argv>`` in a new session, then exit with its status.
 
-    The child starts a new session (so a timeout kills its whole process group), takes ``env`` as its
-    whole environment, points fds 1 and 2 at pipes, and runs the flow file as ``__main__``; Metaflow's CLI
-    then behaves as under ``python flow.py ...``. The child never returns into the caller: it leaves with
+    The child starts a new session (so a timeout kills its whole process group), takes ``env`` as its whole
+    environment, points fds 1 and 2 at ``out_w`` and ``err_w``, and runs the flow file as ``__main__``;
+    Metaflow's CLI then behaves as under ``python flow.py ...``. It never returns: it leaves with
     ``os._exit`` and the CLI's exit status.
     """
+    code = 1
+    try:
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        for fd in {devnull, out_w, err_w} - {0, 1, 2}:
+            os.close(fd)
+        sys.stdout = open(1, "w", buffering=1, closefd=False)
+        sys.stderr = open(2, "w", buffering=1, closefd=False)
+        if cwd:
+            os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+        sys.argv = list(argv)
+        sys.path[0:0] = [os.path.dirname(os.path.abspath(argv[0]))]
+        _exec_as_main(argv[0])
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+class _ForkedTask:
+    """A child of this process running ``python <argv>`` in place (see _task_child): the Popen surface
+    ``_spawn`` uses. Only for a process that runs no other threads; the executor's threads use _Zygote."""
 
     def __init__(self, argv, env, cwd):
         out_r, out_w = os.pipe()
@@ -148,37 +184,9 @@ class _ForkedTask:
         sys.stderr.flush()
         self.pid = os.fork()
         if self.pid == 0:  # pragma: no cover - runs in the child
-            code = 1
-            try:
-                os.setsid()
-                devnull = os.open(os.devnull, os.O_RDONLY)
-                os.dup2(devnull, 0)
-                os.dup2(out_w, 1)
-                os.dup2(err_w, 2)
-                for fd in (devnull, out_r, out_w, err_r, err_w):
-                    os.close(fd)
-                sys.stdout = open(1, "w", buffering=1, closefd=False)
-                sys.stderr = open(2, "w", buffering=1, closefd=False)
-                if cwd:
-                    os.chdir(cwd)
-                os.environ.clear()
-                os.environ.update(env)
-                sys.argv = list(argv)
-                sys.path[0:0] = [os.path.dirname(os.path.abspath(argv[0]))]
-                _exec_as_main(argv[0])
-                code = 0
-            except SystemExit as e:
-                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-            except BaseException:
-                import traceback
-
-                traceback.print_exc()
-            finally:
-                try:
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                finally:
-                    os._exit(code)
+            os.close(out_r)
+            os.close(err_r)
+            _task_child(argv, env, cwd, out_w, err_w)
         os.close(out_w)
         os.close(err_w)
         self.stdout = os.fdopen(out_r, "rb", buffering=0)
@@ -196,6 +204,372 @@ class _ForkedTask:
             else:
                 time.sleep(0.05)
         return self.returncode
+
+
+# ----- executor: ops as threads of the run worker, tasks forked from a zygote ----------------------------
+
+_OP_THREAD = threading.local()  # .launcher: the _Launcher of the run whose op this thread executes
+_INTERRUPTS = (KeyboardInterrupt, DagsterExecutionInterruptedError)
+
+
+def _zygote_serve(sock):  # pragma: no cover - runs in the zygote
+    """Main loop of the zygote (see _Zygote): fork a task per request, report its pid and wait status."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the run worker's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # a Python handler, so SIGCHLD writes to wake_w
+    status_fds = {}  # pid of a running task -> write end of its status pipe
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_READ)
+    sel.register(wake_r, selectors.EVENT_READ)
+    while True:
+        for key, _ in sel.select():
+            if key.fileobj == wake_r:
+                os.read(wake_r, 4096)
+                while status_fds:
+                    try:
+                        pid, status = os.waitpid(-1, os.WNOHANG)
+                    except ChildProcessError:
+                        break
+                    if not pid:
+                        break
+                    fd = status_fds.pop(pid, None)
+                    if fd is not None:
+                        try:
+                            os.write(fd, b"%d\n" % status)
+                        finally:
+                            os.close(fd)
+                continue
+            msg, fds, _, _ = socket.recv_fds(sock, _ZYGOTE_MAX_REQUEST, 3)
+            if not msg:
+                return
+            argv, env, cwd = json.loads(msg)
+            out_w, err_w, status_w = fds
+            pid = os.fork()
+            if pid == 0:
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                for fd in [sock.detach(), wake_r, wake_w, status_w, *status_fds.values()]:
+                    os.close(fd)
+                _task_child(argv, env, cwd, out_w, err_w)
+            os.close(out_w)
+            os.close(err_w)
+            os.write(status_w, b"%d\n" % pid)
+            status_fds[pid] = status_w
+
+
+class _Zygote:
+    """A single-threaded helper process that forks the Metaflow tasks of the executor's op threads.
+
+    fork() copies only the calling thread: a task forked straight from the run worker, whose op threads may
+    hold locks at that moment (stdio buffers, logging, sqlite, imports), could wait forever on a lock that no
+    thread of the child will release. The zygote is forked once, from the executor's main thread before any op
+    thread starts and after ``metaflow`` is imported; it runs one thread only and forks every task from
+    itself: a task starts warm (no interpreter start, no imports of its own) and safely. Not preloaded:
+    ``metaflow.cli``, which adds the options of the flow's decorators (``--branch``...) when it is imported,
+    so it must be imported by the task after the flow class exists (and costs a few milliseconds).
+
+    Protocol, over a SOCK_SEQPACKET socket pair: a request is one message, the JSON ``[argv, env, cwd]``, with
+    three descriptors attached: the task's stdout and stderr pipes and a status pipe. The zygote forks the task
+    (see _task_child), writes ``<pid>\n`` to the status pipe and, once it has reaped the task, its wait
+    status ``<status>\n``, then closes the pipe. At the end of the socket (closed by the executor, or the run
+    worker died) the zygote exits; tasks still running are not touched.
+    """
+
+    def __init__(self):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.pid = os.fork()
+        if self.pid == 0:  # pragma: no cover - the zygote
+            code = 1
+            try:
+                ours.close()
+                _zygote_serve(theirs)
+                code = 0
+            finally:
+                os._exit(code)
+        theirs.close()
+        self._sock = ours
+        self._lock = threading.Lock()
+
+    def start(self, argv, env, cwd):
+        """Fork ``python <argv>`` (as _task_child runs it); returns its _ZygoteTask. OSError: zygote gone."""
+        return _ZygoteTask(self, argv, env, cwd)
+
+    def send(self, payload, fds):
+        with self._lock:
+            socket.send_fds(self._sock, [payload], fds)
+
+    def close(self):
+        """Let the zygote exit (the tasks it started run on) and reap it."""
+        self._sock.close()
+        deadline = time.monotonic() + _KILL_GRACE_SECONDS
+        try:
+            while not os.waitpid(self.pid, os.WNOHANG)[0]:
+                if time.monotonic() > deadline:
+                    os.kill(self.pid, signal.SIGKILL)
+                    os.waitpid(self.pid, 0)
+                    return
+                time.sleep(0.01)
+        except ChildProcessError:  # reaped by someone else
+            pass
+
+
+class _ZygoteTask:
+    """A task forked by the zygote: the Popen surface ``_spawn`` uses (pid, stdout, stderr, wait)."""
+
+    def __init__(self, zygote, argv, env, cwd):
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        self._status, status_w = os.pipe()
+        try:
+            zygote.send(json.dumps([list(argv), env, cwd]).encode(), [out_w, err_w, status_w])
+        except OSError:
+            for fd in (out_r, err_r, self._status):
+                os.close(fd)
+            raise
+        finally:
+            for fd in (out_w, err_w, status_w):
+                os.close(fd)
+        self._buf = b""
+        self.stdout = os.fdopen(out_r, "rb", buffering=0)
+        self.stderr = os.fdopen(err_r, "rb", buffering=0)
+        self.returncode = None
+        pid = self._status_line(None)
+        if pid is None:
+            self.stdout.close()
+            self.stderr.close()
+            os.close(self._status)
+            raise OSError("the zygote did not start the task")
+        self.pid = int(pid)
+
+    def _status_line(self, timeout):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while b"\n" not in self._buf:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not select.select([self._status], [], [], wait)[0]:
+                raise subprocess.TimeoutExpired("task %d" % self.pid, timeout)
+            chunk = os.read(self._status, 64)
+            if not chunk:
+                return None
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return line
+
+    def wait(self, timeout=None):
+        if self.returncode is None:
+            status = self._status_line(timeout)
+            # No status: the zygote died before it could reap the task; report a failure.
+            self.returncode = os.waitstatus_to_exitcode(int(status)) if status is not None else 255
+            os.close(self._status)
+        return self.returncode
+
+
+class _Launcher:
+    """What the op threads of one run share: the zygote (None when tasks must not fork) and a pipe that
+    becomes readable when the run is interrupted, which ``_spawn`` watches beside the task's output."""
+
+    def __init__(self, zygote):
+        self.zygote = zygote
+        self.cancel_fd, self._cancel_w = os.pipe()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def cancelled(self):
+        return self._cancel_w is None
+
+    def cancel(self):
+        if self._cancel_w is not None:
+            os.write(self._cancel_w, b"x")
+            os.close(self._cancel_w)
+            self._cancel_w = None
+
+    def close(self):
+        self.cancel()
+        os.close(self.cancel_fd)
+        if self.zygote is not None:
+            self.zygote.close()
+
+
+class _OpThreadExecutor(Executor):
+    """Executes the ops of a plan as threads of the run worker, at most ``max_concurrent`` at a time.
+
+    Dagster's multiprocess executor starts a process per op, which loads the code location, the instance
+    and Dagster again (about a second of CPU each); an op of ours only waits for its Metaflow task, which
+    runs in a process of its own anyway. So ops run as threads here, with Dagster's own per-step machinery
+    (``dagster_event_sequence_for_step``: inputs, outputs, retries, failures, hooks), while this thread
+    runs the plan with ActiveExecution and yields the events. Each task is still a child process (forked by
+    the zygote, or a subprocess when it needs another interpreter), so a crashing task never takes down its
+    siblings or the run worker, and a timeout still kills its process group. An interrupt (run termination)
+    makes every op kill its task and fail as interrupted.
+    """
+
+    def __init__(self, runtime, retries, max_concurrent):
+        self._runtime = runtime
+        self._retries = retries
+        self._max_concurrent = max_concurrent
+
+    @property
+    def retries(self):
+        return self._retries
+
+    def execute(self, plan_context, execution_plan):
+        from dagster._core.events import DagsterEvent, EngineEventData
+        from dagster._core.execution.api import ExecuteRunWithPlanIterable
+        from dagster._core.execution.context_creation_job import PlanExecutionContextManager
+
+        yield DagsterEvent.engine_event(
+            plan_context,
+            "Executing steps as threads of process %d, at most %d at a time"
+            % (os.getpid(), self._max_concurrent),
+            event_specific_data=EngineEventData.in_process(os.getpid(), execution_plan.step_keys_to_execute),
+        )
+        yield from ExecuteRunWithPlanIterable(
+            execution_plan=plan_context.execution_plan,
+            iterator=self._run_plan,
+            execution_context_manager=PlanExecutionContextManager(
+                job=plan_context.job,
+                retry_mode=plan_context.retry_mode,
+                execution_plan=plan_context.execution_plan,
+                run_config=plan_context.run_config,
+                dagster_run=plan_context.dagster_run,
+                instance=plan_context.instance,
+                raise_on_error=plan_context.raise_on_error,
+                output_capture=plan_context.output_capture,
+                step_dependency_config=self.step_dependency_config,
+            ),
+        )
+
+    def _run_plan(self, job_context, execution_plan):
+        from dagster._core.events import DagsterEvent, EngineEventData
+        from dagster._core.execution.compute_logs import create_compute_log_file_key
+        from dagster._core.execution.plan.active import ActiveExecution
+        from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
+        from dagster._utils.error import serializable_error_info_from_exc_info
+
+        if job_context.instance.python_log_level is None and job_context.log.level == logging.NOTSET:
+            # Every log record is a write to the run's event log, and those writes are what serializes the
+            # ops of a run. Dagster's IO manager logs two DEBUG lines per token it stores or loads (80 of
+            # the 300 records of a 20-way foreach); unless the instance sets a python_log_level, ops of
+            # these jobs log from INFO up. Dagster's own events are recorded whatever the level.
+            job_context.log.setLevel(logging.INFO)
+        with ExitStack() as stack:
+            # Capture stdout/stderr once for the whole process, as Dagster's in-process executor does.
+            logs = job_context.instance.compute_log_manager
+            log_key = logs.build_log_key_for_run(job_context.run_id, create_compute_log_file_key())
+            step_keys = [s.key for s in execution_plan.get_steps_to_execute_in_topo_order()]
+            try:
+                log_context = stack.enter_context(logs.capture_logs(log_key))
+                yield DagsterEvent.capture_logs(job_context, step_keys, log_key, log_context)
+            except Exception:
+                yield DagsterEvent.engine_event(
+                    job_context,
+                    "Exception while setting up compute log capture",
+                    EngineEventData(error=serializable_error_info_from_exc_info(sys.exc_info())),
+                )
+            concurrency = stack.enter_context(InstanceConcurrencyContext(job_context.instance, job_context.dagster_run))
+            active = stack.enter_context(
+                ActiveExecution(
+                    execution_plan,
+                    retry_mode=job_context.retry_mode,
+                    max_concurrent=self._max_concurrent,
+                    instance_concurrency_context=concurrency,
+                    step_dependency_config=job_context.step_dependency_config,
+                )
+            )
+            # Forked while this is the only thread of the process: before any op thread starts.
+            launcher = stack.enter_context(self._runtime._launcher())
+            events = queue.Queue()
+            # Keyed by launch, not by step: a step up for retry is launched again while the thread of its
+            # failed attempt may still be finishing.
+            threads, launches, errors, stopping = {}, 0, [], False
+            try:
+                while (not stopping and not active.is_complete) or threads:
+                    if not stopping and active.check_for_interrupts():
+                        stopping = True
+                        active.mark_interrupted()
+                        launcher.cancel()
+                        yield DagsterEvent.engine_event(
+                            job_context,
+                            "Interrupted: stopping the Metaflow tasks of %d running ops" % len(threads),
+                            EngineEventData.interrupted(list(threads)),
+                        )
+                    if not stopping:
+                        for step in active.get_steps_to_execute(limit=self._max_concurrent - len(threads)):
+                            step_context = job_context.for_step(step, active.get_known_state())
+                            launches += 1
+                            launch = (step.key, launches)
+                            thread = threading.Thread(
+                                target=_op_thread,
+                                args=(launch, step_context, launcher, events),
+                                name="op %s" % step.key,
+                                daemon=True,
+                            )
+                            threads[launch] = thread
+                            thread.start()
+                        yield from active.concurrency_event_iterator(job_context)
+                    wait = 0.5 if threads else min(max(active.sleep_interval(), 0.01), 0.5)
+                    try:
+                        launch, event, error = events.get(timeout=wait)
+                    except queue.Empty:
+                        continue
+                    if event is None:  # the op's thread has finished
+                        threads.pop(launch).join()
+                        if error is not None and not isinstance(error, _INTERRUPTS):
+                            errors.append(error)
+                        if all(key != launch[0] for key, _ in threads):  # not relaunched for a retry
+                            active.verify_complete(job_context, launch[0])
+                    else:
+                        yield event
+                        active.handle_event(event)
+                    yield from active.plan_events_iterator(job_context)
+            finally:
+                if threads:  # leaving early (an exception, or the caller closed us): stop every task
+                    launcher.cancel()
+                    for thread in threads.values():
+                        thread.join(_KILL_GRACE_SECONDS * 2)
+            if stopping:
+                raise DagsterExecutionInterruptedError()
+            if errors:
+                raise errors[0]
+
+
+def _op_thread(launch, step_context, launcher, events):
+    """Body of an op's thread: Dagster's event sequence of the step, then its hooks, queued for the executor.
+
+    ``dagster_event_sequence_for_step`` turns every error of the op into a failure (or retry) event and
+    raises only interrupts (and any error when the run asks to raise them); the last item queued for the
+    step is ``(launch, None, that exception or None)``.
+    """
+    from dagster._core.execution.plan.execute_plan import _trigger_hook, dagster_event_sequence_for_step
+
+    _OP_THREAD.launcher = launcher
+    error = None
+    try:
+        step_events = []
+        for event in dagster_event_sequence_for_step(step_context):
+            step_events.append(event)
+            events.put((launch, event, None))
+        for event in _trigger_hook(step_context, step_events):
+            events.put((launch, event, None))
+    except BaseException as e:
+        error = e
+    finally:
+        _OP_THREAD.launcher = None
+        events.put((launch, None, error))
 
 
 class FlowRuntime:
@@ -317,18 +691,44 @@ class FlowRuntime:
         }
 
     def executor(self):
-        """The executor every generated job uses: one process per op, capped at ``max_workers``.
+        """The executor of every generated job: ops run as threads of the run worker (_OpThreadExecutor), at
+        most ``max_workers`` at a time; the launchpad may change ``max_concurrent`` and ``retries``."""
+        from dagster._core.execution.retries import RetryMode, get_retries_config
 
-        Op processes fork from a server that has already imported dagster, metaflow and the instance's
-        storage modules (sqlalchemy, alembic: most of a worker's start-up), so an op does not pay them again.
-        """
-        return multiprocess_executor.configured(
-            {
-                "max_concurrent": self.flow["options"]["max_workers"],
-                "start_method": {"forkserver": {"preload_modules": list(_PRELOAD)}},
+        runtime = self
+
+        @executor(
+            name="metaflow_threads",
+            config_schema={
+                "max_concurrent": Field(
+                    Int,
+                    default_value=self.flow["options"]["max_workers"],
+                    description="Ops (Metaflow tasks) running at the same time (Metaflow's --max-workers).",
+                ),
+                "retries": get_retries_config(),
             },
-            name="metaflow_multiprocess",
         )
+        def metaflow_threads(init_context):
+            cfg = init_context.executor_config
+            return _OpThreadExecutor(runtime, RetryMode.from_config(cfg["retries"]), max(1, cfg["max_concurrent"]))
+
+        return metaflow_threads
+
+    def _launcher(self):
+        """The _Launcher of a run, with a zygote unless every task must run as a subprocess.
+
+        Call it while this process runs one thread. ``metaflow`` is imported first, so the zygote and this
+        process (which reads the datastore back) share one import of it.
+        """
+        import metaflow  # noqa: F401  - here, in one thread, not in every op thread at once
+
+        fork = self._can_fork(None)
+        # What is alive now (Dagster, the definitions, Metaflow) lives as long as the process. Freezing it out of
+        # the garbage collector keeps collections in the zygote and its tasks from writing to (and so copying)
+        # the pages they share with this process, and spares the interpreter's final collection over all of
+        # it at exit: about a second of CPU for Dagster's heap on a 2-core machine.
+        gc.freeze()
+        return _Launcher(_Zygote() if fork else None)
 
     def param_schema(self):
         """Dagster config schema of the start op: one launchpad field per Metaflow Parameter."""
@@ -476,9 +876,19 @@ class FlowRuntime:
         exit or a timeout; returns None on success.
         """
         cwd = self._task_cwd()
-        if fork:
+        launcher = getattr(_OP_THREAD, "launcher", None)
+        if launcher is not None and launcher.cancelled:
+            raise DagsterExecutionInterruptedError()
+        proc = None
+        if fork and launcher is not None:  # an op thread: never fork this (multi-threaded) process itself
+            if launcher.zygote is not None:
+                try:
+                    proc = launcher.zygote.start(argv[1:], env, cwd)
+                except OSError as e:
+                    context.log.warning("the zygote cannot fork %s (%s); starting a new interpreter" % (what, e))
+        elif fork:
             proc = _ForkedTask(argv[1:], env, cwd)
-        else:
+        if proc is None:
             proc = subprocess.Popen(
                 argv,
                 env=env,
@@ -491,6 +901,8 @@ class FlowRuntime:
         sel = selectors.DefaultSelector()
         sel.register(proc.stdout, selectors.EVENT_READ, ("stdout", context.log.info))
         sel.register(proc.stderr, selectors.EVENT_READ, ("stderr", context.log.error))
+        if launcher is not None:
+            sel.register(launcher.cancel_fd, selectors.EVENT_READ, ("cancel", None))
         deadline = time.monotonic() + timeout if timeout else None
         tail = []
         pending = {"stdout": b"", "stderr": b""}
@@ -506,6 +918,8 @@ class FlowRuntime:
                     break
                 for key, _ in events:
                     name, log = key.data
+                    if name == "cancel":  # the run was interrupted (terminated)
+                        raise DagsterExecutionInterruptedError()
                     chunk = os.read(key.fileobj.fileno(), 65536)
                     if not chunk:
                         sel.unregister(key.fileobj)
@@ -546,7 +960,10 @@ class FlowRuntime:
             try:
                 os.killpg(proc.pid, sig)
             except ProcessLookupError:
-                return
+                try:  # a task just forked may not lead its own process group yet
+                    os.kill(proc.pid, sig)
+                except ProcessLookupError:
+                    return
             try:
                 proc.wait(_KILL_GRACE_SECONDS)
                 return

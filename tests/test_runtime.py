@@ -203,3 +203,106 @@ def test_forked_task_is_killed_on_timeout(tmp_path):
     rt = FlowRuntime(make_flow(tmp_path))
     with pytest.raises(Failure, match="timed out after 1 seconds"):
         rt._spawn(build_op_context(), [sys.executable, str(script)], {}, 1, "sleeper", fork=True)
+
+
+def test_zygote_forks_tasks_and_reports_their_exit_status(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import os, signal, sys\n"
+        "print('pid', os.getpid(), 'ppid', os.getppid(), 'sid', os.getsid(0), 'env', os.environ.get('ONLY'))\n"
+        "if sys.argv[1] == 'kill':\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "sys.exit(int(sys.argv[1]))\n"
+    )
+    zygote = runtime._Zygote()
+    try:
+        for arg, code in (("0", 0), ("5", 5), ("kill", -9)):
+            task = zygote.start([str(script), arg], {"ONLY": arg}, str(tmp_path))
+            out = task.stdout.read().decode().split()
+            assert task.wait() == code
+            # A child of the zygote (not of this process) that leads its own session, with only the env given.
+            assert out == ["pid", str(task.pid), "ppid", str(zygote.pid), "sid", str(task.pid), "env", arg]
+            task.stdout.close()
+            task.stderr.close()
+    finally:
+        zygote.close()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(zygote.pid, os.WNOHANG)  # close() reaped it
+    with pytest.raises(OSError):
+        zygote.start([str(script), "0"], {}, str(tmp_path))
+
+
+def test_op_thread_tasks_fork_from_the_zygote_and_stop_when_the_run_is_interrupted(tmp_path, capsys):
+    import threading
+
+    from dagster import DagsterExecutionInterruptedError
+
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "print('task', sys.argv[2], os.getpid(), 'parent', os.getppid(), flush=True)\n"
+        "time.sleep(float(sys.argv[1]))\n"
+    )
+    rt = FlowRuntime(make_flow(tmp_path))
+    ctx = build_op_context()
+    outcome = {}
+
+    def op(name, seconds):
+        runtime._OP_THREAD.launcher = launcher
+        try:
+            rt._spawn(ctx, [sys.executable, str(script), seconds, name], {}, 0, name, fork=True)
+            outcome[name] = "done"
+        except DagsterExecutionInterruptedError:
+            outcome[name] = "interrupted"
+
+    def run(name, seconds, wait):
+        thread = threading.Thread(target=op, args=(name, seconds))
+        thread.start()
+        thread.join(wait)
+        return thread
+
+    with rt._launcher() as launcher:
+        zygote = launcher.zygote.pid
+        assert not run("quick", "0", 60).is_alive()
+        slow = run("slow", "600", 0)
+        pids = wait_for_pids(capsys, "slow")
+        launcher.cancel()
+        slow.join(30)
+        assert not slow.is_alive()
+        assert not run("late", "0", 30).is_alive()
+    assert outcome == {"quick": "done", "slow": "interrupted", "late": "interrupted"}
+    # Tasks are children of the zygote, never of this (multi-threaded) process; the interrupted one is gone.
+    assert pids[1] == zygote
+    assert not os.path.exists("/proc/%d" % pids[0])
+
+
+def wait_for_pids(capsys, name):
+    """(pid, parent pid) that task ``name`` printed, once its line reached this process's stdout."""
+    import re
+    import time
+
+    seen = ""
+    for _ in range(600):
+        seen += capsys.readouterr().out
+        m = re.search(r"task %s (\d+) parent (\d+)" % name, seen)
+        if m:
+            return int(m.group(1)), int(m.group(2))
+        time.sleep(0.1)
+    pytest.fail("task %s printed nothing: %r" % (name, seen))
+
+
+def test_tasks_that_need_another_interpreter_never_fork(tmp_path, monkeypatch):
+    assert FlowRuntime(make_flow(tmp_path))._can_fork("start")
+    # @conda / @pypi: the task needs its own environment's interpreter; the run has no zygote at all.
+    conda = make_flow(tmp_path)
+    conda["settings"]["environment"] = "conda"
+    rt = FlowRuntime(conda)
+    assert not rt._can_fork(None) and not rt._can_fork("start")
+    with rt._launcher() as launcher:
+        assert launcher.zygote is None
+    # A step that sets METAFLOW_* variables: Metaflow must read its configuration afresh.
+    own = make_flow(tmp_path)
+    own["steps"]["start"]["env"] = {"METAFLOW_DEFAULT_DATASTORE": "local"}
+    assert not FlowRuntime(own)._can_fork("start") and FlowRuntime(own)._can_fork(None)
+    monkeypatch.setenv("METAFLOW_DAGSTER_SUBPROCESS", "1")
+    assert not FlowRuntime(make_flow(tmp_path))._can_fork("start")

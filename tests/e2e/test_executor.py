@@ -1,0 +1,93 @@
+"""The executor of generated jobs (issue #7): ops run as threads of the run worker, Metaflow tasks fork from
+a single-threaded zygote, and anything that needs its own interpreter runs as a subprocess.
+
+Each test compiles a fixture flow, runs it with `dagster job execute` (or Dagster's Python API, as a user's
+script does) on a persistent instance, and checks the outcome through the Metaflow client and the instance.
+"""
+
+import sys
+
+from dagster import DagsterEventType, DagsterRunStatus
+
+from tests.helpers import flow_path, metaflow_run
+
+
+def step_keys(project, drun, event_type):
+    return sorted(
+        e.dagster_event.step_key
+        for e in project.run_logs(drun.run_id)
+        if e.dagster_event is not None and e.dagster_event.event_type == event_type
+    )
+
+
+def failure_descriptions(project, drun):
+    return [
+        e.dagster_event.step_failure_data.user_failure_data.description
+        for e in project.run_logs(drun.run_id)
+        if e.dagster_event is not None and e.dagster_event.event_type == DagsterEventType.STEP_FAILURE
+    ]
+
+
+def test_a_killed_task_fails_its_own_op_only(project):
+    defs, _ = project.create(flow_path("crash_flow.py"))
+    drun, res = project.execute(defs, "CrashFlow", check=False)
+    assert drun.status == DagsterRunStatus.FAILURE, res
+    assert step_keys(project, drun, DagsterEventType.STEP_FAILURE) == ["work[2]"]
+    # Its siblings, still running when it was killed, finished; the run worker lived on to end the run.
+    assert step_keys(project, drun, DagsterEventType.STEP_SUCCESS) == ["start", "work[0]", "work[1]", "work[3]"]
+    assert step_keys(project, drun, DagsterEventType.RUN_FAILURE) == [None]
+    (description,) = failure_descriptions(project, drun)
+    assert "failed with exit code -9" in description
+    run = metaflow_run("CrashFlow", drun)
+    assert {t.id: t.data.out for t in run["work"] if t.successful} == {"t-0": 0, "t-1": 10, "t-3": 30}
+    assert not run.successful
+
+
+def ran_as(run, step):
+    """'subprocess' if the task of ``step`` ran as `python flow.py ... step STEP ...`, else 'fork'."""
+    argv = run[step].task.data.argv
+    return "subprocess" if argv[1].endswith("where_flow.py") and "step" in argv else "fork"
+
+
+def test_tasks_fork_unless_they_need_their_own_interpreter(project, monkeypatch):
+    defs, _ = project.create(flow_path("where_flow.py"))
+    drun, res = project.execute(defs, "WhereFlow")
+    assert drun.status == DagsterRunStatus.SUCCESS, res
+    run = metaflow_run("WhereFlow", drun)
+    # A step setting METAFLOW_* variables needs Metaflow configured afresh: a new interpreter.
+    assert {s: ran_as(run, s) for s in ("start", "own_settings", "end")} == {
+        "start": "fork", "own_settings": "subprocess", "end": "fork"
+    }
+    monkeypatch.setenv("METAFLOW_DAGSTER_SUBPROCESS", "1")
+    drun, res = project.execute(defs, "WhereFlow")
+    assert drun.status == DagsterRunStatus.SUCCESS, res
+    run = metaflow_run("WhereFlow", drun)
+    assert {ran_as(run, s) for s in ("start", "own_settings", "end")} == {"subprocess"}
+
+
+REEXECUTE = """
+import sys
+from dagster import DagsterInstance, ReexecutionOptions, execute_job
+from dagster._core.definitions.reconstruct import ReconstructableJob
+
+defs, job, parent = sys.argv[1:]
+with DagsterInstance.get() as instance:
+    options = ReexecutionOptions.from_failure(parent, instance)
+    with execute_job(ReconstructableJob.for_file(defs, job), instance=instance, reexecution_options=options) as r:
+        sys.exit(0 if r.success else 1)
+"""
+
+
+def test_reexecution_from_failure_runs_the_failed_step_and_what_follows(project, tmp_path):
+    marker = tmp_path / "b.ok"
+    defs, _ = project.create(flow_path("flaky_flow.py"))
+    config = {"ops": {"start": {"config": {"marker": str(marker)}}}}
+    parent, res = project.execute(defs, "FlakyFlow", config=config, check=False)
+    assert parent.status == DagsterRunStatus.FAILURE, res
+    marker.write_text("now b succeeds")
+    res = project.run([sys.executable, "-c", REEXECUTE, defs, "FlakyFlow", parent.run_id])
+    assert res.returncode == 0, res
+    child = project.latest_run("FlakyFlow")
+    assert child.parent_run_id == parent.run_id and child.status == DagsterRunStatus.SUCCESS
+    assert step_keys(project, child, DagsterEventType.STEP_SUCCESS) == ["b", "end"]
+    assert metaflow_run("FlakyFlow", child).end_task.data.z == 3
