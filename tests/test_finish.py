@@ -147,11 +147,12 @@ def test_local_trigger_option_keeps_working(tmp_path):
                              capture_output=True, text=True, timeout=300)
         assert res.returncode == 0, res.stderr[-3000:]
 
-    native("chain_a_flow.py", "run", "--seed", "4")
+    ids = tmp_path / "a.id", tmp_path / "b.id"
+    native("chain_a_flow.py", "run", "--seed", "4", "--run-id-file", str(ids[0]))
     namespace(None)
-    upstream_run = Flow("ChainAFlow").latest_successful_run
-    native("chain_b_flow.py", "--trigger", upstream_run.pathspec, "run")
-    data = Flow("ChainBFlow").latest_successful_run["start"].task.data
+    upstream_run = Flow("ChainAFlow")[ids[0].read_text()]
+    native("chain_b_flow.py", "--trigger", upstream_run.pathspec, "run", "--run-id-file", str(ids[1]))
+    data = Flow("ChainBFlow")[ids[1].read_text()]["start"].task.data
     assert data.upstream == upstream_run.pathspec and data.total == 40 + 41 + 42
 
 
