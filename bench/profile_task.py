@@ -17,13 +17,15 @@ the run worker (the runtime's executor), so an op starts at its STEP_START. Per 
     output     STEP_OUTPUT -> STEP_SUCCESS                   the IO manager pickles the output, events
     total      STEP_START -> STEP_SUCCESS
 
-and for the run: process start -> RUN_START (dagster CLI imports, the instance, the definitions file),
-RUN_START -> the first STEP_START (the executor's set-up: resources, log capture, metaflow import, zygote),
-the hand-offs (an op's success -> the next STEP_START, on the critical path), last STEP_SUCCESS ->
-RUN_SUCCESS, RUN_SUCCESS -> process exit.
+and for the run: process start -> the interpreter running, the dagster CLI imported, the instance ready,
+the definitions file loaded (these four from marks that STARTUP_PROBE records, with the process's CPU
+time), RUN_START (the run and its plan created); RUN_START -> the first STEP_START (the executor's set-up:
+resources, log capture, metaflow import, zygote); the hand-offs (an op's success -> the next STEP_START,
+on the critical path); last STEP_SUCCESS -> RUN_SUCCESS; RUN_SUCCESS -> process exit.
 """
 
 import argparse
+import json
 import os
 import re
 import statistics
@@ -32,6 +34,40 @@ import time
 from pathlib import Path
 
 from run import FLOWS, Cell, machine, measure, write_results
+
+# `dagster job execute ...` as the dagster script runs it, plus marks (wall time, this process's CPU time) when the
+# CLI is imported, the instance is ready and the definitions are loaded, written as JSON to argv[1] at exit. It
+# only wraps two functions of dagster._cli.job; what they do is unchanged.
+STARTUP_PROBE = r"""
+import atexit, json, os, sys, time
+from contextlib import contextmanager
+marks = []
+def mark(what):
+    c = os.times()
+    marks.append((what, time.time(), c.user + c.system))
+mark("interpreter")
+import dagster._cli.job as job
+from dagster._cli import main
+mark("cli")
+get_instance, load_definitions = job.get_possibly_temporary_instance_for_cli, job._get_job_python_origin_from_cli_opts
+@contextmanager
+def instance(*args, **kwargs):
+    with get_instance(*args, **kwargs) as i:
+        mark("instance")
+        yield i
+def definitions(*args, **kwargs):
+    origin = load_definitions(*args, **kwargs)
+    mark("definitions")
+    return origin
+job.get_possibly_temporary_instance_for_cli, job._get_job_python_origin_from_cli_opts = instance, definitions
+out = sys.argv.pop(1)
+atexit.register(lambda: open(out, "w").write(json.dumps(marks)))
+sys.argv[0] = "dagster"
+main()
+"""
+STARTUP = (("interpreter", "Python started"), ("cli", "dagster CLI imported"),
+           ("instance", "instance ready (storage: sqlalchemy, alembic, sqlite)"),
+           ("definitions", "definitions file loaded (the runtime, FlowRuntime, the job)"))
 
 PHASES = ("inputs", "task boot", "task body", "task exit", "output", "total")
 
@@ -60,7 +96,7 @@ def op_phases(records, task_times):
     return out
 
 
-def report(flow, res, t0, records, ops, host):
+def report(flow, res, t0, records, ops, host, marks):
     kinds = {}
     for r in records:
         if r.dagster_event:
@@ -74,14 +110,22 @@ def report(flow, res, t0, records, ops, host):
         "Flow %s, one run of variant ours: wall %.2f s, CPU %.2f s (whole process tree).\n%s" % (
             flow, res["wall"], res["cpu"], host),
         "",
-        "| run phase | s |",
-        "|---|--:|",
-        "| process start -> RUN_START (dagster CLI, imports, instance, definitions file) | %.2f |" % (run_start - t0),
-        "| RUN_START -> first STEP_START (executor set-up) | %.2f |" % (launches[0] - run_start),
-        "| ops, first STEP_START -> last STEP_SUCCESS | %.2f |" % (successes[-1] - launches[0]),
-        "| last STEP_SUCCESS -> RUN_SUCCESS | %.2f |" % (run_end - successes[-1]),
-        "| RUN_SUCCESS -> process exit | %.2f |" % (t0 + res["wall"] - run_end),
-        "| median hand-off (an op's success -> the next STEP_START) | %.2f |"
+        "| run phase | s | CPU s |",
+        "|---|--:|--:|",
+    ]
+    at, cpu = {name: (t, c) for name, t, c in marks}, 0.0
+    previous = t0
+    for name, label in STARTUP:
+        lines.append("| -> %s | %.2f | %.2f |" % (label, at[name][0] - previous, at[name][1] - cpu))
+        previous, cpu = at[name]
+    lines += [
+        "| -> RUN_START (run and plan created, first event) | %.2f | |" % (run_start - previous),
+        "| **process start -> RUN_START** | **%.2f** | |" % (run_start - t0),
+        "| RUN_START -> first STEP_START (executor set-up) | %.2f | |" % (launches[0] - run_start),
+        "| ops, first STEP_START -> last STEP_SUCCESS | %.2f | |" % (successes[-1] - launches[0]),
+        "| last STEP_SUCCESS -> RUN_SUCCESS | %.2f | |" % (run_end - successes[-1]),
+        "| RUN_SUCCESS -> process exit | %.2f | |" % (t0 + res["wall"] - run_end),
+        "| median hand-off (an op's success -> the next STEP_START) | %.2f | |"
         % (statistics.median(handoffs) if handoffs else 0),
         "",
         "| op | " + " | ".join(PHASES) + " |",
@@ -116,7 +160,9 @@ def main():
     if cell.error:
         sys.exit(cell.error)
     home = cell.home  # made by create(), as bench/run.py does
-    argv = [str(Path(sys.executable).parent / "dagster"), "job", "execute", "-f", cell.defs, "-j", cell.flow_name]
+    marks_file = cell.dir / "startup-marks.json"
+    argv = [sys.executable, "-c", STARTUP_PROBE, str(marks_file), "job", "execute", "-f", cell.defs, "-j",
+            cell.flow_name]
     t0 = time.time()
     res = measure(argv, dict(cell.env, DAGSTER_HOME=home), cell.dir, cell.dir / "rep0.log")
     if res["rc"] != 0:
@@ -137,7 +183,7 @@ def main():
     for p in pathspecs:
         md = {m.name: m.created_at / 1000.0 for m in Task("%s/%s" % (cell.flow_name, p)).metadata}
         task_times[p] = (min(md.values()), md.get("attempt-done"))
-    out = report(args.flow, res, t0, records, op_phases(records, task_times), host)
+    out = report(args.flow, res, t0, records, op_phases(records, task_times), host, json.loads(marks_file.read_text()))
     print(out)
     if not args.no_write:
         write_results(out, "<!-- profile:%s:begin -->" % args.flow, "<!-- profile:%s:end -->" % args.flow)

@@ -241,10 +241,8 @@ def _zygote_serve(sock):  # pragma: no cover - runs in the zygote
                         break
                     fd = status_fds.pop(pid, None)
                     if fd is not None:
-                        try:
-                            os.write(fd, b"%d\n" % status)
-                        finally:
-                            os.close(fd)
+                        _write_quietly(fd, b"%d\n" % status)
+                        os.close(fd)
                 continue
             msg, fds, _, _ = socket.recv_fds(sock, _ZYGOTE_MAX_REQUEST, 3)
             if not msg:
@@ -256,13 +254,22 @@ def _zygote_serve(sock):  # pragma: no cover - runs in the zygote
                 signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.default_int_handler)
-                for fd in [sock.detach(), wake_r, wake_w, status_w, *status_fds.values()]:
+                # Raw closes only: the epoll instance is shared with the zygote, unregistering would touch it.
+                for fd in [sel.fileno(), sock.detach(), wake_r, wake_w, status_w, *status_fds.values()]:
                     os.close(fd)
                 _task_child(argv, env, cwd, out_w, err_w)
             os.close(out_w)
             os.close(err_w)
-            os.write(status_w, b"%d\n" % pid)
+            _write_quietly(status_w, b"%d\n" % pid)
             status_fds[pid] = status_w
+
+
+def _write_quietly(fd, data):  # pragma: no cover - runs in the zygote
+    """Report to an op thread; one that has gone away (its end closed) must not end the zygote."""
+    try:
+        os.write(fd, data)
+    except OSError:
+        pass
 
 
 class _Zygote:

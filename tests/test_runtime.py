@@ -4,6 +4,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from dagster import Failure, build_op_context
@@ -224,6 +225,17 @@ def test_zygote_forks_tasks_and_reports_their_exit_status(tmp_path):
             assert out == ["pid", str(task.pid), "ppid", str(zygote.pid), "sid", str(task.pid), "env", arg]
             task.stdout.close()
             task.stderr.close()
+        # An op thread that went away (its status pipe closed) must not take the zygote down with it.
+        gone = zygote.start([str(script), "0"], {}, str(tmp_path))
+        os.close(gone._status)
+        gone.stdout.read()
+        for _ in range(300):  # until the zygote has reaped it (and failed to report to nobody)
+            if not os.path.exists("/proc/%d" % gone.pid):
+                break
+            time.sleep(0.1)
+        task = zygote.start([str(script), "4"], {}, str(tmp_path))
+        task.stdout.read()
+        assert task.wait() == 4
     finally:
         zygote.close()
     with pytest.raises(ChildProcessError):
@@ -279,7 +291,6 @@ def test_op_thread_tasks_fork_from_the_zygote_and_stop_when_the_run_is_interrupt
 def wait_for_pids(capsys, name):
     """(pid, parent pid) that task ``name`` printed, once its line reached this process's stdout."""
     import re
-    import time
 
     seen = ""
     for _ in range(600):
