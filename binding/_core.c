@@ -4,9 +4,11 @@
  *
  * compile(ir, runtime_src) converts the IR, a tree of dict, list, tuple, str, int, float, bool and None, into
  * the core's value tree, then runs mfd_compile with the GIL released: the core touches no Python object and
- * keeps no global state, so compiles in several threads run in parallel. A problem in the IR raises
+ * keeps no global state, so compiles in several threads run in parallel. compile_many(irs, runtime_src) does
+ * the same for a list of IRs compiled into one file (mfd_compile_many). A problem in an IR raises
  * CompileError, a ValueError whose .diagnostics lists every diagnostic as a dict; an object of another type
- * in the IR raises TypeError naming its path, as in ir['steps'][2]['decorators'][0]['attributes']['when'].
+ * in the IR raises TypeError naming its path, as in ir['steps'][2]['decorators'][0]['attributes']['when'] (or
+ * irs[1]['steps'][2]... for compile_many).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -30,6 +32,7 @@ typedef struct Path {
 	const struct Path *up;
 	PyObject *key;    /* the dict key (a str), or NULL for a list index */
 	Py_ssize_t index;
+	const char *root; /* set on a root: the argument's name */
 } Path;
 
 /* The path as a str such as "ir['steps'][2]", or NULL with an exception set. Runs no user code. */
@@ -40,6 +43,8 @@ path_str(const Path *p)
 
 	if (!p)
 		return PyUnicode_FromString("ir");
+	if (p->root)
+		return PyUnicode_FromString(p->root);
 	if (!(up = path_str(p->up)))
 		return NULL;
 	if (!p->key) {
@@ -91,7 +96,7 @@ convert_dict(MfdArena *a, PyObject *o, const Path *up)
 {
 	MfdValue *v = mfd_object(a), *item;
 	PyObject *key, *value;
-	Path p = {up, NULL, 0};
+	Path p = {up, NULL, 0, NULL};
 	Py_ssize_t pos = 0, len;
 	const char *s;
 
@@ -124,7 +129,7 @@ static MfdValue *
 convert_seq(MfdArena *a, PyObject *o, const Path *up)
 {
 	MfdValue *v = mfd_array(a), *item;
-	Path p = {up, NULL, 0};
+	Path p = {up, NULL, 0, NULL};
 	PyObject *value;
 
 	if (!v)
@@ -208,8 +213,8 @@ diag_str(const MfdDiag *d)
 static PyObject *
 diag_dict(const MfdDiag *d)
 {
-	return Py_BuildValue("{s:s,s:z,s:z,s:i,s:s}", "severity", mfd_severity_name(d->severity), "step", d->step,
-		"file", d->file, "line", d->line, "message", d->message);
+	return Py_BuildValue("{s:s,s:z,s:z,s:z,s:i,s:s}", "severity", mfd_severity_name(d->severity), "flow", d->flow,
+		"step", d->step, "file", d->file, "line", d->line, "message", d->message);
 }
 
 /*
@@ -268,6 +273,44 @@ warn(const MfdResult *r)
 	return 0;
 }
 
+/* The UTF-8 text of the str runtime, or NULL with an exception set when it holds a NUL character. */
+static const char *
+runtime_text(PyObject *runtime)
+{
+	const char *rt;
+	Py_ssize_t len;
+
+	if (!(rt = PyUnicode_AsUTF8AndSize(runtime, &len)))
+		return NULL;
+	if (strlen(rt) != (size_t)len) {
+		PyErr_SetString(PyExc_ValueError, "runtime_src contains a NUL character");
+		return NULL;
+	}
+	return rt;
+}
+
+/*
+ * Compiles the n trees with the GIL released and returns the module text as a str, or NULL with CompileError
+ * (or the exception a warning filter raised) set. The trees live in a, which the caller frees.
+ */
+static PyObject *
+run_compile(CoreState *st, const MfdValue *const *trees, size_t n, const char *rt)
+{
+	PyObject *out = NULL;
+	MfdResult r = {0};
+	int nerrors;
+
+	Py_BEGIN_ALLOW_THREADS
+	nerrors = mfd_compile_many(trees, n, rt, &r);
+	Py_END_ALLOW_THREADS
+	if (nerrors)
+		raise_compile_error(st, &r);
+	else if (warn(&r) == 0)
+		out = PyUnicode_DecodeUTF8(r.text, (Py_ssize_t)r.len, "strict");
+	mfd_result_free(&r);
+	return out;
+}
+
 PyDoc_STRVAR(compile_doc,
 "compile(ir, runtime_src)\n--\n\n"
 "Compile the flow IR (a dict, see docs/ir.md) into the source of a Dagster definitions file,\n"
@@ -277,42 +320,78 @@ static PyObject *
 core_compile(PyObject *module, PyObject *args, PyObject *kwargs)
 {
 	static char *kwlist[] = {"ir", "runtime_src", NULL};
-	CoreState *st = get_state(module);
 	PyObject *ir, *runtime, *out = NULL;
-	MfdResult r = {0};
-	MfdArena *a = NULL;
-	MfdValue *tree;
+	const MfdValue *tree;
+	MfdArena *a;
 	const char *rt;
-	Py_ssize_t len;
-	int nerrors;
 
 	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!U:compile", kwlist, &PyDict_Type, &ir, &runtime))
 		return NULL;
-	if (!(rt = PyUnicode_AsUTF8AndSize(runtime, &len)))
+	if (!(rt = runtime_text(runtime)))
 		return NULL;
-	if (strlen(rt) != (size_t)len) {
-		PyErr_SetString(PyExc_ValueError, "runtime_src contains a NUL character");
-		return NULL;
-	}
 	if (!(a = mfd_arena_new()))
 		return PyErr_NoMemory();
-	if (!(tree = convert(a, ir, NULL)))
+	if ((tree = convert(a, ir, NULL)))
+		out = run_compile(get_state(module), &tree, 1, rt);
+	mfd_arena_free(a);
+	return out;
+}
+
+PyDoc_STRVAR(compile_many_doc,
+"compile_many(irs, runtime_src)\n--\n\n"
+"Compile a list of flow IRs into the source of one Dagster definitions file that holds all\n"
+"their jobs, schedules and sensors (one code location), pasting runtime_src into it once.\n"
+"Raises CompileError when an IR has errors or the flows cannot share a file; each diagnostic\n"
+"names its flow.");
+
+static PyObject *
+core_compile_many(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+	static char *kwlist[] = {"irs", "runtime_src", NULL};
+	PyObject *irs, *runtime, *item, *out = NULL;
+	Path root = {NULL, NULL, 0, "irs"}, p = {&root, NULL, 0, NULL};
+	const MfdValue **trees = NULL;
+	MfdArena *a;
+	const char *rt;
+	Py_ssize_t n;
+
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!U:compile_many", kwlist, &PyList_Type, &irs, &runtime))
+		return NULL;
+	if (!(rt = runtime_text(runtime)))
+		return NULL;
+	if (!(a = mfd_arena_new()))
+		return PyErr_NoMemory();
+	n = PyList_GET_SIZE(irs);
+	if (!(trees = PyMem_Malloc((size_t)(n ? n : 1) * sizeof *trees))) {
+		PyErr_NoMemory();
 		goto done;
-	Py_BEGIN_ALLOW_THREADS
-	nerrors = mfd_compile(tree, rt, &r);
-	Py_END_ALLOW_THREADS
-	if (nerrors)
-		raise_compile_error(st, &r);
-	else if (warn(&r) == 0)
-		out = PyUnicode_DecodeUTF8(r.text, (Py_ssize_t)r.len, "strict");
+	}
+	for (p.index = 0; p.index < n && p.index < PyList_GET_SIZE(irs); p.index++) {
+		item = PyList_GET_ITEM(irs, p.index);
+		if (!PyDict_Check(item)) {
+			fail_at(PyExc_TypeError, &p, "expected dict, got ", item);
+			goto done;
+		}
+		Py_INCREF(item);
+		trees[p.index] = convert(a, item, &p);
+		Py_DECREF(item);
+		if (!trees[p.index])
+			goto done;
+	}
+	if (p.index == n)
+		out = run_compile(get_state(module), trees, (size_t)n, rt);
+	else
+		PyErr_SetString(PyExc_RuntimeError, "irs changed size while it was converted");
 done:
-	mfd_result_free(&r);
+	PyMem_Free(trees);
 	mfd_arena_free(a);
 	return out;
 }
 
 static PyMethodDef core_methods[] = {
 	{"compile", (PyCFunction)(void (*)(void))core_compile, METH_VARARGS | METH_KEYWORDS, compile_doc},
+	{"compile_many", (PyCFunction)(void (*)(void))core_compile_many, METH_VARARGS | METH_KEYWORDS,
+		compile_many_doc},
 	{NULL, NULL, 0, NULL},
 };
 
@@ -323,7 +402,7 @@ core_exec(PyObject *module)
 
 	st->CompileError = PyErr_NewExceptionWithDoc("metaflow_dagster._core.CompileError",
 		"The flow IR has errors. str() gives them one per line; .diagnostics is a list of dicts with\n"
-		"the keys severity, step, file, line and message.", PyExc_ValueError, NULL);
+		"the keys severity, flow, step, file, line and message.", PyExc_ValueError, NULL);
 	if (!st->CompileError)
 		return -1;
 	Py_INCREF(st->CompileError);

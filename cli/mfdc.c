@@ -1,10 +1,11 @@
 /*
  * mfdc: the command-line driver of the compiler core.
  *
- *     mfdc [-r RUNTIME.py] [-o OUT.py] IR.json
+ *     mfdc [-r RUNTIME.py] [-o OUT.py] IR.json [IR.json ...]
  *
  * Reads the IR through jansson, compiles it with the runtime source pasted in (empty without -r), prints every
  * diagnostic to stderr and, only when there is no error, writes the module to OUT.py, or to stdout without -o.
+ * Several IR files compile into one file of several flows (mfd_compile_many), in the order given.
  * OUT.py is replaced atomically: the text goes to a temporary file in the same directory, which is synced and
  * then renamed over OUT.py, so readers see the old file or the new one and never a part of either.
  *
@@ -27,7 +28,7 @@ enum {
 	EXIT_USAGE,
 };
 
-static const char usage[] = "usage: mfdc [-r RUNTIME.py] [-o OUT.py] IR.json\n";
+static const char usage[] = "usage: mfdc [-r RUNTIME.py] [-o OUT.py] IR.json [IR.json ...]\n";
 
 /*
  * Reads the whole file at path into a malloc'd, NUL-terminated buffer and sets *len. Returns NULL after
@@ -138,16 +139,39 @@ print_diag(const MfdDiag *d)
 	free(s);
 }
 
+/*
+ * Reads and parses the IR file at path into a. Returns the tree, or NULL after printing why and setting
+ * *status: EXIT_COMPILE for invalid JSON, EXIT_USAGE when the file cannot be read.
+ */
+static MfdValue *
+read_ir(MfdArena *a, const char *path, int *status)
+{
+	char err[4096], *text;
+	MfdValue *ir;
+	size_t len;
+
+	if (!(text = slurp(path, &len))) {
+		*status = EXIT_USAGE;
+		return NULL;
+	}
+	if (!(ir = mfd_json_parse(a, path, text, len, err, sizeof err))) {
+		fprintf(stderr, "%s\n", err);
+		*status = EXIT_COMPILE;
+	}
+	free(text);
+	return ir;
+}
+
 int
 main(int argc, char **argv)
 {
-	const char *runtime_path = NULL, *out_path = NULL, *ir_path;
-	char *ir_text = NULL, *runtime = NULL, err[4096];
+	const char *runtime_path = NULL, *out_path = NULL;
 	int opt, status = EXIT_USAGE;
 	MfdArena *arena = NULL;
 	MfdResult result = {0};
-	MfdValue *ir;
-	size_t i, len;
+	const MfdValue **irs;
+	char *runtime = NULL;
+	size_t i, n;
 
 	while ((opt = getopt(argc, argv, "hr:o:")) != -1) {
 		switch (opt) {
@@ -165,25 +189,21 @@ main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	if (optind != argc - 1) {
+	if (optind >= argc) {
 		fputs(usage, stderr);
 		return EXIT_USAGE;
 	}
-	ir_path = argv[optind];
-	if (!(ir_text = slurp(ir_path, &len)))
-		goto done;
+	n = (size_t)(argc - optind);
 	if (runtime_path && !(runtime = slurp(runtime_path, &i)))
 		goto done;
-	if (!(arena = mfd_arena_new())) {
+	if (!(arena = mfd_arena_new()) || !(irs = mfd_alloc(arena, n * sizeof *irs))) {
 		fputs("mfdc: out of memory\n", stderr);
 		goto done;
 	}
-	if (!(ir = mfd_json_parse(arena, ir_path, ir_text, len, err, sizeof err))) {
-		fprintf(stderr, "%s\n", err);
-		status = EXIT_COMPILE;
-		goto done;
-	}
-	mfd_compile(ir, runtime ? runtime : "", &result);
+	for (i = 0; i < n; i++)
+		if (!(irs[i] = read_ir(arena, argv[optind + (int)i], &status)))
+			goto done;
+	mfd_compile_many(irs, n, runtime ? runtime : "", &result);
 	for (i = 0; i < result.ndiags; i++)
 		print_diag(&result.diags[i]);
 	if (result.nerrors) {
@@ -202,6 +222,5 @@ done:
 	mfd_result_free(&result);
 	mfd_arena_free(arena);
 	free(runtime);
-	free(ir_text);
 	return status;
 }

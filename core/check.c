@@ -18,8 +18,9 @@
  *
  * Problems are reported at the step's source line and checking goes on. The graph-wide checks need resolved
  * names, so they are skipped when a step name is not an identifier, is defined twice or a reference did not
- * resolve.
+ * resolve. mfd_check_many checks the flows of one file against each other: distinct job names, equal settings.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <ctype.h>
 #include <string.h>
@@ -205,6 +206,14 @@ has_case_to(const Step *s, const Step *t)
 	return 0;
 }
 
+static int
+non_local_environment(const Compile *c)
+{
+	const char *env = c->flow->settings.environment;
+
+	return env && strcmp(env, "local") != 0;
+}
+
 /* Reports each decorator of s (NULL: a flow decorator) that the support matrix rejects. */
 static void
 check_decorators(Compile *c, const Step *s, Decorator *d, size_t n)
@@ -213,8 +222,12 @@ check_decorators(Compile *c, const Step *s, Decorator *d, size_t n)
 
 	for (i = 0; i < n; i++) {
 		d[i].kind = mfd_deco_lookup(d[i].name);
-		if (mfd_deco_handling(d[i].kind) == REJECTED)
-			error_at(c, s, "@%s is not supported: %s", decorators[d[i].kind].name, decorators[d[i].kind].reason);
+		if (mfd_deco_handling(d[i].kind) != REJECTED)
+			continue;
+		/* --environment=conda|pypi attaches @conda/@pypi to every step: its one error says it all. */
+		if (!d[i].is_static && (d[i].kind == DECO_CONDA || d[i].kind == DECO_PYPI) && non_local_environment(c))
+			continue;
+		error_at(c, s, "@%s is not supported: %s", decorators[d[i].kind].name, decorators[d[i].kind].reason);
 	}
 }
 
@@ -275,6 +288,60 @@ check_triggers(Compile *c)
 				seen[nseen++] = e->params[k].key;
 		}
 	}
+}
+
+/*
+ * Checks @trigger_on_finish and names the event each upstream flow's end task emits, as Argo Workflows does:
+ * project and branch left out come from the flow's own @project, a flow name has only letters, digits and
+ * '_', and a project needs its branch. A run started by an upstream flow carries no Parameter values, so
+ * a required Parameter needs a default; and a flow may not wait for itself (it would run forever).
+ */
+static void
+check_finish(Compile *c)
+{
+	const Flow *f = c->flow;
+	Finish *t = f->finish;
+	Upstream *u;
+	size_t i;
+
+	if (!t)
+		return;
+	if (t->nflows == 0)
+		error_at(c, NULL, "@trigger_on_finish names no flow");
+	for (i = 0; i < t->nflows; i++) {
+		u = &t->flows[i];
+		if (!u->flow)
+			continue;
+		if (!u->project && f->project)
+			u->project = f->project->name;
+		if (!u->branch && f->project)
+			u->branch = f->project->branch;
+		if (!all_in(u->flow, "_")) {
+			error_at(c, NULL, "@trigger_on_finish flow %s: flow names use only letters, digits and '_'",
+				quote(c, u->flow));
+			continue;
+		}
+		if (!u->project != !u->branch) {
+			error_at(c, NULL, "@trigger_on_finish flow %s: give both project and project_branch, or use "
+				"@project on this flow (only %s is known)", quote(c, u->flow),
+				u->project ? "the project" : "the branch");
+			continue;
+		}
+		u->event = u->project ? mfd_printf(c->arena, "metaflow.%s.%s.%s.end", u->project, u->branch, u->flow)
+			: mfd_printf(c->arena, "metaflow.%s.end", u->flow);
+		if (!all_in(u->event, "_.-"))
+			error_at(c, NULL, "@trigger_on_finish flow %s: project %s or branch %s holds a character "
+				"event names cannot (only letters, digits, '_', '.' and '-')", quote(c, u->flow),
+				quote(c, u->project), quote(c, u->branch));
+		if (!strcmp(u->flow, f->name) && !f->project == !u->project &&
+		    (!u->project || (!strcmp(u->project, f->project->name) && !strcmp(u->branch, f->project->branch))))
+			error_at(c, NULL, "@trigger_on_finish: flow %s waits for its own runs, so every run would start "
+				"another one", quote(c, u->flow));
+	}
+	for (i = 0; i < f->nparams; i++)
+		if (f->params[i].required && f->params[i].dflt->kind == VAL_NULL)
+			error_at(c, NULL, "@trigger_on_finish: parameter %s is required and has no default, so a run "
+				"started by an upstream flow could not set it; give it a default", quote(c, f->params[i].name));
 }
 
 /*
@@ -522,6 +589,7 @@ mfd_check(Compile *c)
 		error_at(c, end, "end_step names this step, whose type is %s, not end", mfd_step_kind_name(end->kind));
 	check_decorators(c, NULL, f->decos, f->ndecos);
 	check_triggers(c);
+	check_finish(c);
 	check_schedule(c);
 	if (f->settings.environment && strcmp(f->settings.environment, "local") != 0)
 		error_at(c, NULL, "--environment=%s is not supported: %s", f->settings.environment, NEEDS_ENVIRONMENT);
@@ -537,4 +605,76 @@ mfd_check(Compile *c)
 		set_depths(f);
 	}
 	return c->diags.nerrors;
+}
+
+/* Settings */
+
+/* The first setting in which a (there) and b (here) differ, with both values; NULL when they are the same. */
+static const char *
+settings_differ(Compile *c, const Settings *a, const Settings *b)
+{
+	static const struct {
+		const char *name;
+		size_t offset;
+	} fields[] = {
+		{"datastore", offsetof(Settings, datastore)},
+		{"datastore_root", offsetof(Settings, datastore_root)},
+		{"metadata", offsetof(Settings, metadata)},
+		{"environment", offsetof(Settings, environment)},
+		{"event_logger", offsetof(Settings, event_logger)},
+		{"monitor", offsetof(Settings, monitor)},
+		{"python", offsetof(Settings, python)},
+		{"username", offsetof(Settings, username)},
+	};
+	const char *x, *y;
+	size_t i;
+
+	for (i = 0; i < MFD_COUNT(fields); i++) {
+		x = *(const char *const *)((const char *)a + fields[i].offset);
+		y = *(const char *const *)((const char *)b + fields[i].offset);
+		if (strcmp(x, y) != 0)
+			return mfd_printf(c->arena, "%s %s here, %s there", fields[i].name, quote(c, y), quote(c, x));
+	}
+	if (a->nenv_allowlist != b->nenv_allowlist)
+		return "env_allowlist";
+	for (i = 0; i < a->nenv_allowlist; i++)
+		if (strcmp(a->env_allowlist[i], b->env_allowlist[i]) != 0)
+			return "env_allowlist";
+	return NULL;
+}
+
+/*
+ * Checks the flows of one file, each checked without errors, against each other. Their job names must differ:
+ * a code location cannot hold two jobs of one name (nor their sensors and schedules, named after the job). And
+ * their settings must be equal: the file's runtime objects set Metaflow's environment (user, datastore root)
+ * for the whole process when the file loads, so every flow must see the same Metaflow configuration.
+ * Problems are reported at the later flow. Returns the number of errors of all flows.
+ */
+int
+mfd_check_many(Compile *units, size_t n)
+{
+	const Flow *f, *g;
+	const char *why;
+	int errors = 0;
+	size_t i, j;
+
+	for (i = 1; i < n; i++) {
+		f = units[i].flow;
+		for (j = 0; j < i; j++) {
+			g = units[j].flow;
+			if (strcmp(f->job_name, g->job_name) == 0) {
+				error_at(&units[i], NULL, "job name %s is already the job of flow %zu, %s (%s): a file cannot "
+					"hold two jobs of one name", quote(&units[i], f->job_name), j + 1, g->name, g->file);
+				break;
+			}
+		}
+		g = units[0].flow;
+		if ((why = settings_differ(&units[i], &g->settings, &f->settings)))
+			error_at(&units[i], NULL, "its Metaflow settings differ from those of flow '%s' (%s); the flows of "
+				"one file run with one Metaflow configuration: deploy them with the same top-level options",
+				g->name, why);
+	}
+	for (i = 0; i < n; i++)
+		errors += units[i].diags.nerrors;
+	return errors;
 }

@@ -7,6 +7,10 @@
  *
  *     /src/flow.py:42: error: step 'train': @kubernetes is not supported: ...
  *     error: steps[3].next: expected array of strings, got string
+ *     /src/b.py: error: flow 'BFlow': flow 'AFlow' (/src/a.py) has the same job name 'BFlow'
+ *
+ * The flow part appears only in a compile of several flows, where each flow reports into its own Diags
+ * labelled with the flow (Diags.flow).
  */
 #include <stdio.h>
 #include <string.h>
@@ -22,7 +26,8 @@ mfd_diags_init(Diags *d, MfdArena *a)
 
 /*
  * Records a diagnostic whose message is formatted from fmt. step and file (either may be NULL) are copied, so
- * the result does not point into the caller's IR tree.
+ * the result does not point into the caller's IR tree; the flow label is d->flow, which the driver keeps in
+ * the arena.
  */
 void
 mfd_diag(Diags *d, MfdSeverity sev, const char *step, const char *file, int line, const char *fmt, ...)
@@ -46,6 +51,7 @@ mfd_diag(Diags *d, MfdSeverity sev, const char *step, const char *file, int line
 	if (!p->message)
 		return;
 	p->severity = sev;
+	p->flow = d->flow;
 	p->step = step ? mfd_strdup(d->arena, step) : NULL;
 	p->file = file ? mfd_strdup(d->arena, file) : NULL;
 	p->line = line;
@@ -89,6 +95,8 @@ mfd_diag_format(const MfdDiag *d, char *buf, size_t size)
 	else if (d->file && d->file[0])
 		put(buf, size, &len, "%s: ", d->file);
 	put(buf, size, &len, "%s: ", mfd_severity_name(d->severity));
+	if (d->flow)
+		put(buf, size, &len, "flow '%s': ", d->flow);
 	if (d->step)
 		put(buf, size, &len, "step '%s': ", d->step);
 	put(buf, size, &len, "%s", d->message);

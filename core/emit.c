@@ -1,9 +1,11 @@
 /*
- * emit.c: prints the plan as the generated Python module into Compile.out (docs/codegen.md, "The emitted file").
+ * emit.c: prints the plans as the generated Python module (docs/codegen.md, "The emitted file").
  *
- * The file reads top to bottom: a banner, the dagster import, the FLOW literal, the runtime pasted verbatim,
- * one @op per step in topological order, the barrier ops, the @job and the Definitions. Lowering decided every
- * name and expression; this file only lays them out, so the same plan always gives the same bytes.
+ * The file of one flow reads top to bottom: a banner, the dagster import, the FLOW literal, the runtime pasted
+ * verbatim, one @op per step in topological order, the barrier ops, the @job and the Definitions. A file of
+ * several flows has the banner, the import and the runtime once, then one section per flow (its literal,
+ * runtime object, ops, barriers, job and schedule) and one Definitions for them all. Lowering decided every
+ * name and expression; this file only lays them out, so the same plans always give the same bytes.
  *
  * IR text appears inside Python literals written by the StrBuf helpers, except the flow's and the steps' names
  * and files in comments and the job name in its def line, which lowering checked are safe there. FLOW's keys
@@ -195,6 +197,61 @@ emit_options(StrBuf *o, const Options *p)
 	mfd_sb_puts(o, "},\n");
 }
 
+/* FLOW["project"]: @project as Metaflow's `current` has it, for the payload of the events runs emit. */
+static void
+emit_project(StrBuf *o, const Project *p)
+{
+	mfd_sb_puts(o, "\"project\": ");
+	if (!p) {
+		mfd_sb_puts(o, "None,\n");
+		return;
+	}
+	mfd_sb_puts(o, "{");
+	key_str(o, "name", p->name, 1);
+	key_str(o, "branch", p->branch, 0);
+	key_str(o, "flow_name", p->flow_name, 0);
+	key_bool(o, "production", p->production, 0);
+	mfd_sb_puts(o, "},\n");
+}
+
+/*
+ * FLOW["finish_triggers"]: @trigger_on_finish in the form of FLOW["triggers"], one event per upstream flow
+ * with the payload fields it must carry (Argo's filters) and type "run", so current.trigger.run works.
+ */
+static void
+emit_finish(StrBuf *o, const Finish *t)
+{
+	const Upstream *u;
+	size_t i;
+
+	mfd_sb_puts(o, "\"finish_triggers\": ");
+	if (!t) {
+		mfd_sb_puts(o, "None,\n");
+		return;
+	}
+	mfd_sb_puts(o, "{\"events\": [\n");
+	mfd_sb_indent(o, 1);
+	for (i = 0; i < t->nflows; i++) {
+		u = &t->flows[i];
+		mfd_sb_puts(o, "{");
+		key_str(o, "name", u->event, 1);
+		key_str(o, "flow", u->flow, 0);
+		key_str(o, "type", "run", 0);
+		key(o, "filters", 0);
+		mfd_sb_puts(o, "{");
+		key_str(o, "auto-generated-by-metaflow", "True", 1);
+		if (u->project) {
+			key_str(o, "project_name", u->project, 0);
+			key_str(o, "branch_name", u->branch, 0);
+		}
+		mfd_sb_puts(o, "}},\n");
+	}
+	mfd_sb_indent(o, -1);
+	mfd_sb_puts(o, "], \"options\": ");
+	mfd_sb_pyvalue(o, t->options);
+	mfd_sb_puts(o, "},\n");
+}
+
 /* FLOW["steps"]: what the runtime needs of each step, in topological order. */
 static void
 emit_steps(StrBuf *o, const Plan *p)
@@ -230,10 +287,11 @@ emit_steps(StrBuf *o, const Plan *p)
 	mfd_sb_puts(o, "},\n");
 }
 
+/* The FLOW literal. In a file of several flows it also names the start op, which carries the job's prefix. */
 static void
 emit_flow(StrBuf *o, const Flow *f, const Plan *p)
 {
-	mfd_sb_puts(o, "FLOW = {\n");
+	mfd_sb_printf(o, "%s = {\n", p->literal);
 	mfd_sb_indent(o, 1);
 	key_str(o, "name", f->name, 1);
 	mfd_sb_puts(o, ",\n");
@@ -247,6 +305,11 @@ emit_flow(StrBuf *o, const Flow *f, const Plan *p)
 	mfd_sb_puts(o, ",\n");
 	key_str(o, "end_step", f->end.name, 1);
 	mfd_sb_puts(o, ",\n");
+	if (*p->prefix) {
+		key_str(o, "start_op", p->start_op, 1);
+		mfd_sb_puts(o, ",\n");
+	}
+	emit_project(o, f->project);
 	emit_params(o, f);
 	emit_configs(o, f);
 	emit_settings(o, &f->settings);
@@ -257,6 +320,7 @@ emit_flow(StrBuf *o, const Flow *f, const Plan *p)
 	else
 		mfd_sb_puts(o, "None");
 	mfd_sb_puts(o, ",\n");
+	emit_finish(o, f->finish);
 	emit_steps(o, p);
 	mfd_sb_indent(o, -1);
 	mfd_sb_puts(o, "}\n\n");
@@ -264,20 +328,58 @@ emit_flow(StrBuf *o, const Flow *f, const Plan *p)
 
 /* The header, the runtime */
 
+/* Appends "N steps become N ops", and the barrier ops when there are any. */
+static void
+emit_op_count(StrBuf *o, const Plan *p)
+{
+	mfd_sb_printf(o, "%zu steps become %zu ops", p->nops, p->nops);
+	if (p->nbarriers)
+		mfd_sb_printf(o, ", plus %zu barrier ops for nested foreach levels", p->nbarriers);
+}
+
+/* Appends the imports, the schedule's only with a schedule: has_cron. */
+static void
+emit_imports(StrBuf *o, int has_cron)
+{
+	mfd_sb_puts(o, "from dagster import Definitions, DynamicOut, Out, RetryPolicy, job, op\n");
+	if (has_cron)
+		mfd_sb_puts(o, "from dagster import DefaultScheduleStatus, ScheduleDefinition\n");
+	mfd_sb_puts(o, "\n");
+}
+
 static void
 emit_banner(StrBuf *o, const Flow *f, const Plan *p)
 {
 	mfd_sb_printf(o, "# Dagster definitions for the Metaflow flow %s, job %s.\n", f->name, f->job_name);
 	mfd_sb_printf(o, "# Generated by metaflow-dagster %s from IR version %d. Do not edit; regenerate with:\n",
 		MFD_VERSION, MFD_IR_VERSION);
-	mfd_sb_printf(o, "#   python %s dagster create <this file>\n", f->file);
-	mfd_sb_printf(o, "# %zu steps become %zu ops", p->nops, p->nops);
-	if (p->nbarriers)
-		mfd_sb_printf(o, ", plus %zu barrier ops for nested foreach levels", p->nbarriers);
-	mfd_sb_puts(o, ".\n\nfrom dagster import Definitions, DynamicOut, Out, RetryPolicy, job, op\n");
-	if (f->cron)
-		mfd_sb_puts(o, "from dagster import DefaultScheduleStatus, ScheduleDefinition\n");
-	mfd_sb_puts(o, "\n");
+	mfd_sb_printf(o, "#   python %s dagster create <this file>\n# ", f->file);
+	emit_op_count(o, p);
+	mfd_sb_puts(o, ".\n\n");
+	emit_imports(o, f->cron != NULL);
+}
+
+/* The banner of a file of several flows: each flow with its job, and the create command that writes it. */
+static void
+emit_banner_many(StrBuf *o, const Compile *units, size_t n)
+{
+	int has_cron = 0;
+	size_t i;
+
+	mfd_sb_printf(o, "# Dagster definitions for %zu Metaflow flows in one code location:\n", n);
+	for (i = 0; i < n; i++) {
+		mfd_sb_printf(o, "#   %s, job %s: ", units[i].flow->name, units[i].flow->job_name);
+		emit_op_count(o, units[i].plan);
+		mfd_sb_puts(o, ".\n");
+		has_cron |= units[i].flow->cron != NULL;
+	}
+	mfd_sb_printf(o, "# Generated by metaflow-dagster %s from IR version %d. Do not edit; regenerate with:\n",
+		MFD_VERSION, MFD_IR_VERSION);
+	mfd_sb_printf(o, "#   python %s dagster create <this file>", units[0].flow->file);
+	for (i = 1; i < n; i++)
+		mfd_sb_printf(o, " \\\n#       --add-flow %s", units[i].flow->file);
+	mfd_sb_puts(o, "\n\n");
+	emit_imports(o, has_cron);
 }
 
 /* Pastes the runtime source without its trailing newlines, between two marker comments. */
@@ -290,7 +392,14 @@ emit_runtime(StrBuf *o, const char *runtime)
 		n--;
 	mfd_sb_puts(o, "# ---- embedded runtime: metaflow_dagster/runtime.py ----\n");
 	mfd_sb_putn(o, runtime, n);
-	mfd_sb_puts(o, "\n# ---- end of embedded runtime ----\n\nmf = FlowRuntime(FLOW)\n\n");
+	mfd_sb_puts(o, "\n# ---- end of embedded runtime ----\n\n");
+}
+
+/* Appends the runtime object of the flow, which its ops, job and sensors call. */
+static void
+emit_runtime_object(StrBuf *o, const Plan *p)
+{
+	mfd_sb_printf(o, "%s = FlowRuntime(%s)\n\n", p->rt, p->literal);
 }
 
 /* Ops */
@@ -313,7 +422,7 @@ emit_op_options(StrBuf *o, const Compile *c, const PlanOp *op)
 	size_t k;
 
 	if (s == c->flow->start.step)
-		mfd_sb_puts(o, "config_schema=mf.param_schema(),\n");
+		mfd_sb_printf(o, "config_schema=%s.param_schema(),\n", c->plan->rt);
 	if (retries) {
 		mfd_sb_printf(o, "retry_policy=RetryPolicy(max_retries=%lld", retries);
 		if (delay)
@@ -348,7 +457,7 @@ emit_op(StrBuf *o, const Compile *c, const PlanOp *op)
 	mfd_sb_puts(o, "\n@op(\n");
 	mfd_sb_indent(o, 1);
 	mfd_sb_puts(o, "name=");
-	str(o, s->name);
+	str(o, op->name);
 	mfd_sb_puts(o, ",\ndescription=");
 	str(o, mfd_printf(c->arena, "Metaflow step '%s' (%s)", s->name, where));
 	mfd_sb_puts(o, ",\ntags={");
@@ -363,7 +472,7 @@ emit_op(StrBuf *o, const Compile *c, const PlanOp *op)
 		mfd_sb_printf(o, ", %s", op->inputs[k]);
 	mfd_sb_puts(o, "):\n");
 	mfd_sb_indent(o, 1);
-	mfd_sb_printf(o, "%s mf.%s(context, ", mfd_op_hand_on(op->form), mfd_op_method(op->form));
+	mfd_sb_printf(o, "%s %s.%s(context, ", mfd_op_hand_on(op->form), c->plan->rt, mfd_op_method(op->form));
 	str(o, s->name);
 	mfd_sb_puts(o, ", [");
 	join(o, op->inputs, op->ninputs, 0);
@@ -380,7 +489,7 @@ emit_op(StrBuf *o, const Compile *c, const PlanOp *op)
 
 /* Appends the barrier op of segment sg, which is not native: a fanout for expand, a gather for regroup. */
 static void
-emit_barrier(StrBuf *o, const Segment *sg)
+emit_barrier(StrBuf *o, const Plan *p, const Segment *sg)
 {
 	const char *src = sg->src->step->name;
 
@@ -389,7 +498,7 @@ emit_barrier(StrBuf *o, const Segment *sg)
 		mfd_sb_printf(o, "@op(name=\"%s\", out=DynamicOut())\n", sg->barrier);
 		mfd_sb_printf(o, "def %s(context, %s):\n", sg->barrier, sg->inputs[0]);
 		mfd_sb_indent(o, 1);
-		mfd_sb_puts(o, "yield from mf.expand(context, ");
+		mfd_sb_printf(o, "yield from %s.expand(context, ", p->rt);
 		str(o, src);
 		mfd_sb_printf(o, ", %s)\n", sg->inputs[0]);
 	} else {
@@ -400,7 +509,7 @@ emit_barrier(StrBuf *o, const Segment *sg)
 		join(o, sg->inputs, sg->ninputs, 0);
 		mfd_sb_puts(o, "):\n");
 		mfd_sb_indent(o, 1);
-		mfd_sb_printf(o, "yield from mf.regroup(context, %d, [", sg->level);
+		mfd_sb_printf(o, "yield from %s.regroup(context, %d, [", p->rt, sg->level);
 		join(o, sg->inputs, sg->ninputs, 0);
 		mfd_sb_puts(o, "])\n");
 	}
@@ -450,31 +559,27 @@ emit_segment(StrBuf *o, const Segment *sg)
 	mfd_sb_printf(o, " = %s.map(segment_%d)\n", sg->source, sg->id);
 }
 
-/*
- * Appends `defs`: the job, and with @trigger the sensor that starts it on events and an asset per event, so
- * the UI shows event -> job.
- */
+/* Appends "\n\n" and the schedule of a flow with @schedule, up to its closing parenthesis. */
 static void
-emit_definitions(StrBuf *o, const Flow *f, const Plan *p)
+emit_schedule(StrBuf *o, const Flow *f, const Plan *p)
+{
+	mfd_sb_puts(o, "\n\n# @schedule: Metaflow's cron ");
+	str(o, f->cron);
+	mfd_sb_printf(o, ", running as soon as it is deployed\n%s = ScheduleDefinition(\n    name=", p->schedule);
+	str(o, mfd_printf(o->arena, "%s_schedule", p->job));
+	mfd_sb_printf(o, ",\n    job=%s,\n    cron_schedule=", p->job);
+	str(o, mfd_dagster_cron(o->arena, f->cron));
+	mfd_sb_puts(o, ",\n    execution_timezone=");
+	str(o, f->timezone ? f->timezone : "UTC");
+	mfd_sb_puts(o, ",\n    default_status=DefaultScheduleStatus.RUNNING,\n)");
+}
+
+/* Appends the comments that say which events start the job, one line each. */
+static void
+emit_event_comments(StrBuf *o, const Flow *f)
 {
 	size_t i;
 
-	if (!f->triggers && !f->cron) {
-		mfd_sb_printf(o, "\n\ndefs = Definitions(jobs=[%s])\n", p->job);
-		return;
-	}
-	if (f->cron) {
-		mfd_sb_puts(o, "\n\n# @schedule: Metaflow's cron ");
-		str(o, f->cron);
-		mfd_sb_puts(o, ", running as soon as it is deployed\nschedule = ScheduleDefinition(\n    name=");
-		str(o, mfd_printf(o->arena, "%s_schedule", p->job));
-		mfd_sb_printf(o, ",\n    job=%s,\n    cron_schedule=", p->job);
-		str(o, mfd_dagster_cron(o->arena, f->cron));
-		mfd_sb_puts(o, ",\n    execution_timezone=");
-		str(o, f->timezone ? f->timezone : "UTC");
-		mfd_sb_puts(o, ",\n    default_status=DefaultScheduleStatus.RUNNING,\n)");
-	}
-	mfd_sb_puts(o, "\n\n");
 	if (f->triggers) {
 		mfd_sb_puts(o, "# @trigger: a run of the job for each event");
 		if (f->triggers->nevents > 1)
@@ -484,11 +589,101 @@ emit_definitions(StrBuf *o, const Flow *f, const Plan *p)
 			mfd_sb_printf(o, " %s", f->triggers->events[i].name);
 		mfd_sb_puts(o, "\n");
 	}
+	if (f->finish) {
+		mfd_sb_printf(o, "# @trigger_on_finish: a run of the job per successful run of%s",
+			f->finish->nflows > 1 ? " all of (a set, one run of each):" : "");
+		for (i = 0; i < f->finish->nflows; i++)
+			mfd_sb_printf(o, " %s", f->finish->flows[i].flow);
+		mfd_sb_puts(o, "\n#   events:");
+		for (i = 0; i < f->finish->nflows; i++)
+			mfd_sb_printf(o, " %s", f->finish->flows[i].event);
+		mfd_sb_puts(o, "\n");
+	}
+}
+
+/* Appends the sensors of a flow with events, separated by sep: @trigger's, then @trigger_on_finish's. */
+static void
+emit_sensors(StrBuf *o, const Flow *f, const Plan *p, const char *sep)
+{
+	if (f->triggers)
+		mfd_sb_printf(o, "%s.event_sensor(%s)%s", p->rt, p->job, f->finish ? sep : "");
+	if (f->finish)
+		mfd_sb_printf(o, "%s.finish_sensor(%s)", p->rt, p->job);
+}
+
+/*
+ * Appends `defs` of a file of one flow: the job; with @schedule its schedule; with @trigger the sensor that
+ * starts it on events, with @trigger_on_finish the sensor that starts it when upstream flows finish, and then
+ * an asset per event so the UI shows event -> job. With both decorators either sensor starts a run
+ * (docs/events.md).
+ */
+static void
+emit_definitions(StrBuf *o, const Flow *f, const Plan *p)
+{
+	if (!f->triggers && !f->finish && !f->cron) {
+		mfd_sb_printf(o, "\n\ndefs = Definitions(jobs=[%s])\n", p->job);
+		return;
+	}
+	if (f->cron)
+		emit_schedule(o, f, p);
+	mfd_sb_puts(o, "\n\n");
+	emit_event_comments(o, f);
 	mfd_sb_printf(o, "defs = Definitions(\n    jobs=[%s],\n", p->job);
 	if (f->cron)
-		mfd_sb_puts(o, "    schedules=[schedule],\n");
-	if (f->triggers)
-		mfd_sb_printf(o, "    sensors=[mf.event_sensor(%s)],\n    assets=mf.event_assets(),\n", p->job);
+		mfd_sb_printf(o, "    schedules=[%s],\n", p->schedule);
+	if (f->triggers || f->finish) {
+		mfd_sb_puts(o, "    sensors=[");
+		emit_sensors(o, f, p, ", ");
+		mfd_sb_printf(o, "],\n    assets=%s.event_assets(),\n", p->rt);
+	}
+	mfd_sb_puts(o, ")\n");
+}
+
+/*
+ * Appends `defs` of a file of several flows: every job, schedule and sensor, one per line, and the event
+ * assets of all the flows that listen to events, each event declared once (the runtime's event_assets).
+ */
+static void
+emit_definitions_many(StrBuf *o, const Compile *units, size_t n)
+{
+	const Flow *f;
+	int schedules = 0, sensors = 0, first = 1;
+	size_t i;
+
+	mfd_sb_puts(o, "defs = Definitions(\n    jobs=[\n");
+	for (i = 0; i < n; i++) {
+		mfd_sb_printf(o, "        %s,\n", units[i].plan->job);
+		schedules |= units[i].flow->cron != NULL;
+		sensors |= units[i].flow->triggers || units[i].flow->finish;
+	}
+	mfd_sb_puts(o, "    ],\n");
+	if (schedules) {
+		mfd_sb_puts(o, "    schedules=[\n");
+		for (i = 0; i < n; i++)
+			if (units[i].flow->cron)
+				mfd_sb_printf(o, "        %s,\n", units[i].plan->schedule);
+		mfd_sb_puts(o, "    ],\n");
+	}
+	if (sensors) {
+		mfd_sb_puts(o, "    sensors=[\n");
+		for (i = 0; i < n; i++) {
+			f = units[i].flow;
+			if (f->triggers || f->finish) {
+				mfd_sb_puts(o, "        ");
+				emit_sensors(o, f, units[i].plan, ",\n        ");
+				mfd_sb_puts(o, ",\n");
+			}
+		}
+		mfd_sb_puts(o, "    ],\n    assets=event_assets(");
+		for (i = 0; i < n; i++) {
+			f = units[i].flow;
+			if (f->triggers || f->finish) {
+				mfd_sb_printf(o, "%s%s", first ? "" : ", ", units[i].plan->rt);
+				first = 0;
+			}
+		}
+		mfd_sb_puts(o, "),\n");
+	}
 	mfd_sb_puts(o, ")\n");
 }
 
@@ -503,7 +698,7 @@ emit_job(StrBuf *o, const Flow *f, const Plan *p)
 	str(o, f->job_name);
 	mfd_sb_puts(o, ", description=");
 	str(o, mfd_printf(o->arena, "Metaflow flow %s", f->name));
-	mfd_sb_printf(o, ", executor_def=mf.executor())\ndef %s():\n", p->job);
+	mfd_sb_printf(o, ", executor_def=%s.executor())\ndef %s():\n", p->rt, p->job);
 	mfd_sb_indent(o, 1);
 	for (i = 0; i < p->nops; i++) {
 		op = &p->ops[i];
@@ -513,25 +708,70 @@ emit_job(StrBuf *o, const Flow *f, const Plan *p)
 			emit_segment(o, &p->segs[op->seg]);
 	}
 	mfd_sb_indent(o, -1);
-	emit_definitions(o, f, p);
 }
 
-/* Prints c->plan into c->out. Returns the number of errors so far (emitting adds none). */
-int
-mfd_emit(Compile *c)
+/* Appends the ops of flow c, its barrier ops and its job. */
+static void
+emit_ops_and_job(StrBuf *o, const Compile *c)
 {
 	const Plan *p = c->plan;
-	StrBuf *o = &c->out;
 	size_t i;
 
-	emit_banner(o, c->flow, p);
-	emit_flow(o, c->flow, p);
-	emit_runtime(o, c->runtime);
 	for (i = 0; i < p->nops; i++)
 		emit_op(o, c, &p->ops[i]);
 	for (i = 0; i < p->nsegs; i++)
 		if (p->segs[i].kind != SEG_NATIVE)
-			emit_barrier(o, &p->segs[i]);
+			emit_barrier(o, p, &p->segs[i]);
 	emit_job(o, c->flow, p);
-	return c->diags.nerrors;
+}
+
+/*
+ * Appends the section of flow c in a file of several flows: a header, its literal and runtime object, its ops
+ * and job, its schedule and the comments naming the events that start it. Its sensors go into the one `defs`.
+ */
+static void
+emit_section(StrBuf *o, const Compile *c)
+{
+	const Flow *f = c->flow;
+
+	mfd_sb_printf(o, "# ==== flow %s, job %s, from %s ====\n\n", f->name, f->job_name, f->file);
+	emit_flow(o, f, c->plan);
+	emit_runtime_object(o, c->plan);
+	emit_ops_and_job(o, c);
+	if (f->cron) {
+		emit_schedule(o, f, c->plan);
+		mfd_sb_puts(o, "\n");
+	}
+	if (f->triggers || f->finish) {
+		mfd_sb_puts(o, "\n\n");
+		emit_event_comments(o, f);
+	}
+	mfd_sb_puts(o, "\n\n");
+}
+
+/*
+ * Prints the n lowered flows of units (n >= 1) into o, with runtime pasted once: the layout of one flow for
+ * n == 1, else one section per flow and one `defs`. Emitting reports nothing: a failed append shows in o's
+ * sticky error flag, which the driver looks at.
+ */
+void
+mfd_emit(StrBuf *o, const Compile *units, size_t n, const char *runtime)
+{
+	const Compile *c = &units[0];
+	size_t i;
+
+	if (n == 1) {
+		emit_banner(o, c->flow, c->plan);
+		emit_flow(o, c->flow, c->plan);
+		emit_runtime(o, runtime);
+		emit_runtime_object(o, c->plan);
+		emit_ops_and_job(o, c);
+		emit_definitions(o, c->flow, c->plan);
+		return;
+	}
+	emit_banner_many(o, units, n);
+	emit_runtime(o, runtime);
+	for (i = 0; i < n; i++)
+		emit_section(o, &units[i]);
+	emit_definitions_many(o, units, n);
 }

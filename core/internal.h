@@ -69,7 +69,8 @@ typedef enum ParamType {
  * not listed are FORWARDED.
  */
 #define REMOTE_LAUNCHER "tasks run on the Dagster worker, not on a remote launcher"
-#define NEEDS_ENVIRONMENT "its environment must be bootstrapped once per run, which is not implemented yet"
+#define NEEDS_ENVIRONMENT "Metaflow builds its environment with micromamba from the conda-forge channel, " \
+	"and metaflow-dagster does not bootstrap one; install the packages where the Dagster workers run instead"
 #define DECORATORS(X) \
 	X(DECO_RETRY,             "retry",             HANDLED,   "op attempts follow the retries field") \
 	X(DECO_TIMEOUT,           "timeout",           HANDLED,   "the op enforces timeout_seconds") \
@@ -85,7 +86,7 @@ typedef enum ParamType {
 	X(DECO_PROJECT,           "project",           HANDLED,   "job name and --branch/--production") \
 	X(DECO_SCHEDULE,          "schedule",          HANDLED,   "a Dagster schedule from the schedule field") \
 	X(DECO_TRIGGER,           "trigger",           HANDLED,   "a Dagster sensor on events") \
-	X(DECO_TRIGGER_ON_FINISH, "trigger_on_finish", REJECTED,  "sensors on finished runs are not generated yet") \
+	X(DECO_TRIGGER_ON_FINISH, "trigger_on_finish", HANDLED,   "a Dagster sensor on upstream flows' end events") \
 	X(DECO_PARALLEL,          "parallel",          REJECTED,  "it needs gang-scheduled workers") \
 	X(DECO_KUBERNETES,        "kubernetes",        REJECTED,  REMOTE_LAUNCHER) \
 	X(DECO_BATCH,             "batch",             REJECTED,  REMOTE_LAUNCHER) \
@@ -153,6 +154,7 @@ const char *mfd_quote(MfdArena *a, const char *s, size_t n);
 
 typedef struct Diags {
 	MfdArena *arena; /* holds the array and the messages */
+	const char *flow; /* MfdDiag.flow of every diagnostic recorded here: set in a compile of several flows */
 	MfdDiag *v;      /* collected diagnostics, in the order found */
 	size_t n;
 	size_t cap;
@@ -287,6 +289,22 @@ typedef struct Triggers {
 	const MfdValue *value;   /* the IR's flow.triggers as given, for the FLOW literal */
 } Triggers;
 
+/* @trigger_on_finish: one upstream flow. check fills project/branch from the flow's own @project when the
+ * decorator leaves them out, and the event the upstream's end task emits. */
+typedef struct Upstream {
+	const char *flow;        /* flow name, ^[A-Za-z0-9_]+$ */
+	const char *project;     /* or NULL */
+	const char *branch;      /* or NULL */
+	const char *event;       /* metaflow.[project.branch.]Flow.end, set by check */
+} Upstream;
+
+/* @trigger_on_finish: the upstream flows (all of them: AND) and the decorator's options. */
+typedef struct Finish {
+	Upstream *flows;
+	size_t nflows;
+	const MfdValue *options; /* an object */
+} Finish;
+
 typedef struct Project {
 	const char *name;
 	const char *branch;
@@ -330,6 +348,7 @@ typedef struct Flow {
 	StepRef end;            /* end_step */
 	Project *project;       /* or NULL */
 	Triggers *triggers;     /* @trigger, or NULL */
+	Finish *finish;         /* @trigger_on_finish, or NULL */
 	const char *cron;       /* @schedule: Metaflow's cron (6-field AWS form or 5-field), or NULL */
 	const char *timezone;   /* @schedule timezone, or NULL for UTC */
 	Decorator *decos;
@@ -355,6 +374,7 @@ DecoHandling mfd_deco_handling(DecoKind k);
 Step *mfd_find_step(const Flow *f, const char *name);
 int mfd_is_foreach_join(const Step *s);
 int mfd_check(Compile *c);
+int mfd_check_many(Compile *units, size_t n);
 
 /* names.c */
 
@@ -364,7 +384,9 @@ int mfd_check(Compile *c);
 	X(NAME_GATHER,   "gather__", "")          /* the barrier op (and its function) regrouping a step's inputs */ \
 	X(NAME_JOB,      "",         "")          /* the @job */ \
 	X(NAME_SCHEDULE, "",         "_schedule") /* the schedule of the job */ \
-	X(NAME_SENSOR,   "",         "_sensor")   /* the event sensor of the job */
+	X(NAME_SENSOR,   "",         "_sensor")   /* the event sensor of the job */ \
+	X(NAME_FLOW,     "FLOW_",    "")          /* the FLOW literal of a job in a file of several flows */ \
+	X(NAME_RUNTIME,  "mf_",      "")          /* the runtime object of a job in a file of several flows */
 
 typedef enum NameKind {
 #define X(kind, prefix, suffix) kind,
@@ -411,7 +433,8 @@ typedef struct PlanOp {
 	int head;                /* opens its segment: called with the segment function's parameter */
 	int foreach_join;        /* mfd_is_foreach_join */
 	OpForm form;
-	const char *fn;          /* the op function, op_<step> */
+	const char *name;        /* the Dagster op name: the step's name after Plan.prefix */
+	const char *fn;          /* the op function, op_<prefix><step> */
 	struct PlanOp **parents; /* in_funcs without the step itself, in the IR's order */
 	size_t nparents;
 	const char **inputs;     /* the op function's parameters after context */
@@ -450,27 +473,35 @@ struct Plan {
 	size_t nsegs;
 	size_t nbarriers;        /* segments with a barrier op */
 	const char *job;         /* the job function */
+	const char *prefix;      /* "" in a file of one flow, else "<job>__": starts every op name and op function */
+	const char *literal;     /* the FLOW literal: FLOW, or FLOW_<job> in a file of several flows */
+	const char *rt;          /* the runtime object the ops call: mf, or mf_<job> */
+	const char *schedule;    /* the schedule variable: schedule, or <job>_schedule */
+	const char *start_op;    /* the Dagster op name of the start step */
 };
 
 const char *mfd_op_method(OpForm f);
 const char *mfd_op_hand_on(OpForm f);
 int mfd_lower(Compile *c);
+int mfd_lower_many(Compile *units, size_t n);
 
 /* emit.c */
 
-int mfd_emit(Compile *c);
+void mfd_emit(StrBuf *o, const Compile *units, size_t n, const char *runtime);
 
 /* driver.c */
 
+/*
+ * One flow of a compile. A compile of several flows (mfd_compile_many) has one Compile per flow, all in one
+ * arena; each reports into its own Diags, so the passes of one flow never see another flow's errors.
+ */
 struct Compile {
-	MfdArena *arena;     /* owns everything of this compile, and the result */
+	MfdArena *arena;     /* owns everything of the compile, and the result */
 	const MfdValue *ir;  /* the input tree, in the caller's arena */
-	const char *runtime; /* runtime module source, pasted verbatim by emit */
+	int shared;          /* the file holds other flows too: op names and per-flow names carry the job name */
 	Flow *flow;          /* built by mfd_read_ir */
 	Plan *plan;          /* built by mfd_lower */
-	Diags diags;
-	StrBuf out;          /* the generated module */
-	jmp_buf oom;         /* where a failed allocation lands */
+	Diags diags;         /* this flow's problems */
 };
 
 /* json.c: for mfdc, the C tests and the fuzzer only (needs jansson); not part of the Python extension. */

@@ -445,11 +445,48 @@ read_triggers(Compile *c, const MfdValue *flow)
 	return t;
 }
 
+/*
+ * flow.trigger_on_finish: null, or {"flows": [{"name", "project", "branch"}], "options": {...}}, with
+ * project and branch null where the decorator leaves them to the flow's own @project.
+ */
+static Finish *
+read_finish(Compile *c, const MfdValue *flow)
+{
+	static const char *const known[] = {"flows", "options", NULL};
+	static const char *const upstream_fields[] = {"name", "project", "branch", NULL};
+	const MfdValue *v = any_field(c, flow, "flow", "trigger_on_finish"), *flows, *e;
+	const char *epath;
+	Finish *t;
+	size_t i;
+
+	if (!v || v->kind == VAL_NULL || !is(c, v, VAL_OBJECT, "flow", "trigger_on_finish", "object or null"))
+		return NULL;
+	schema(c, v, "flow.trigger_on_finish", known);
+	flows = array_field(c, v, "flow.trigger_on_finish", "flows", "array of objects");
+	if (!flows)
+		return NULL;
+	t = mfd_alloc(c->arena, sizeof *t);
+	t->options = obj_field(c, v, "flow.trigger_on_finish", "options");
+	t->nflows = flows->u.arr.n;
+	t->flows = mfd_alloc(c->arena, t->nflows * sizeof *t->flows);
+	for (i = 0; i < t->nflows; i++) {
+		e = flows->u.arr.v[i];
+		epath = elem(c, "flow.trigger_on_finish", "flows", i);
+		if (!is(c, e, VAL_OBJECT, epath, "", "object"))
+			continue;
+		schema(c, e, epath, upstream_fields);
+		t->flows[i].flow = str_field(c, e, epath, "name");
+		t->flows[i].project = opt_str_field(c, e, epath, "project");
+		t->flows[i].branch = opt_str_field(c, e, epath, "branch");
+	}
+	return t;
+}
+
 static void
 read_flow(Compile *c, const MfdValue *ir, Flow *f)
 {
 	static const char *const known[] = {"name", "file", "file_sha256", "job_name", "start_step", "end_step",
-		"doc", "project", "decorators", "triggers", "schedule", NULL};
+		"doc", "project", "decorators", "triggers", "trigger_on_finish", "schedule", NULL};
 	static const char *const schedule_fields[] = {"cron", "timezone", NULL};
 	static const char *const project_fields[] = {"name", "branch", "flow_name", "production", NULL};
 	const MfdValue *v = obj_field(c, ir, "", "flow"), *p;
@@ -475,6 +512,7 @@ read_flow(Compile *c, const MfdValue *ir, Flow *f)
 	}
 	f->decos = read_decorators(c, v, "flow", &f->ndecos);
 	f->triggers = read_triggers(c, v);
+	f->finish = read_finish(c, v);
 	p = get(c, v, "flow", "schedule");
 	if (p && p->kind != VAL_NULL && is(c, p, VAL_OBJECT, "flow", "schedule", "object or null")) {
 		schema(c, p, "flow.schedule", schedule_fields);

@@ -11,6 +11,10 @@
  * that would break out of a comment, a job name that is not an identifier, and any generated name used for
  * two things (Dagster op names, module-level functions, job variables, an op function's parameters). When it
  * reports no error, Compile.plan is complete and every generated name means one thing.
+ *
+ * In a file of several flows (Compile.shared) every op name and every module-level name of a flow carries its
+ * job name (Plan.prefix, FLOW_<job>, mf_<job>), because Dagster wants op names unique in a code location;
+ * mfd_lower_many then checks the op names and module-level names of all the flows together.
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -128,6 +132,33 @@ topo_order(Compile *c, Step **order)
 
 /* Ops */
 
+/* The per-flow names of the file: the job function, and in a shared file the names that carry the job's. */
+static void
+set_flow_names(Compile *c, Plan *p)
+{
+	const char *job = c->flow->job_name;
+
+	p->job = mfd_name(c->arena, NAME_JOB, job);
+	if (!c->shared) {
+		p->prefix = "";
+		p->literal = "FLOW";
+		p->rt = "mf";
+		p->schedule = "schedule";
+		return;
+	}
+	p->prefix = mfd_printf(c->arena, "%s__", p->job);
+	p->literal = mfd_name(c->arena, NAME_FLOW, job);
+	p->rt = mfd_name(c->arena, NAME_RUNTIME, job);
+	p->schedule = mfd_name(c->arena, NAME_SCHEDULE, job);
+}
+
+/* s behind the plan's prefix: a Dagster op name, or the name of a barrier op and its function. */
+static const char *
+prefixed(Compile *c, const Plan *p, const char *s)
+{
+	return *p->prefix ? mfd_printf(c->arena, "%s%s", p->prefix, s) : s;
+}
+
 /* Builds Plan.ops in order and links each op to its parents' ops. */
 static Plan *
 new_plan(Compile *c, Step **order, size_t n)
@@ -137,6 +168,7 @@ new_plan(Compile *c, Step **order, size_t n)
 	const Step *s;
 	size_t i, k;
 
+	set_flow_names(c, p);
 	p->ops = mfd_alloc(c->arena, n * sizeof *p->ops);
 	p->nops = n;
 	p->bystep = mfd_alloc(c->arena, c->flow->nsteps * sizeof *p->bystep);
@@ -146,7 +178,8 @@ new_plan(Compile *c, Step **order, size_t n)
 		op->pos = (int)i;
 		op->seg = -1;
 		op->foreach_join = mfd_is_foreach_join(op->step);
-		op->fn = mfd_name(c->arena, NAME_OP, op->step->name);
+		op->name = prefixed(c, p, op->step->name);
+		op->fn = mfd_name(c->arena, NAME_OP, op->name);
 		p->bystep[op->step->index] = op;
 	}
 	for (i = 0; i < n; i++) {
@@ -403,13 +436,13 @@ set_source(Compile *c, Segment *sg)
 		sg->source = src;
 		break;
 	case SEG_EXPAND:
-		sg->barrier = mfd_name(c->arena, NAME_FANOUT, src);
+		sg->barrier = prefixed(c, c->plan, mfd_name(c->arena, NAME_FANOUT, src));
 		sg->source = mfd_printf(c->arena, "%s(%s.collect())", sg->barrier, src);
 		sg->inputs = mfd_alloc(c->arena, sizeof *sg->inputs);
 		sg->inputs[sg->ninputs++] = input_name(src);
 		break;
 	case SEG_REGROUP:
-		sg->barrier = mfd_name(c->arena, NAME_GATHER, h->step->name);
+		sg->barrier = prefixed(c, c->plan, mfd_name(c->arena, NAME_GATHER, h->step->name));
 		mfd_sb_init(&call, c->arena);
 		mfd_sb_printf(&call, "%s(", sg->barrier);
 		sg->inputs = mfd_alloc(c->arena, h->nparents * sizeof *sg->inputs);
@@ -473,6 +506,10 @@ set_outs(Compile *c, Plan *p)
 	X(USE_VAR,        "the job's variable for step '%s'") \
 	X(USE_SWITCH_VAR, "the job's variable for the output of switch '%s' to '%s'") \
 	X(USE_JOB,        "the job function") \
+	X(USE_JOB_OF,     "the job function of flow '%s'") \
+	X(USE_LITERAL,    "the FLOW literal of flow '%s'") \
+	X(USE_RUNTIME_OF, "the runtime object of flow '%s'") \
+	X(USE_SCHEDULE,   "the schedule of flow '%s'") \
 	X(USE_MODULE,     "a name the module itself defines") \
 	X(USE_CONTEXT,    "the context parameter of %s") \
 	X(USE_RUNTIME,    "the runtime object that %s calls") \
@@ -490,12 +527,13 @@ static const char *const use_formats[] = {
 #undef X
 };
 
-/* Names of the module that no generated function may take. */
-static const char *const module_names[] = {"FLOW", "mf", "defs", "FlowRuntime", "Definitions", "DynamicOut", "Out",
-	"RetryPolicy", "job", "op"};
+/* Names of the module that no generated function may take, besides FLOW and mf (or their per-flow forms). */
+static const char *const module_names[] = {"defs", "FlowRuntime", "Definitions", "DynamicOut", "Out", "RetryPolicy",
+	"job", "op"};
 
 typedef struct Name {
 	const char *name;
+	Compile *c;       /* the flow the name comes from */
 	NameUse use;
 	const Step *step; /* the step the name comes from, or NULL */
 	const char *a;    /* the first name the description shows, or NULL */
@@ -520,7 +558,7 @@ add(Compile *c, Scope *sc, const char *name, NameUse use, const Step *step, cons
 		sc->v = mfd_realloc(c->arena, sc->v, sc->cap * sizeof *sc->v, cap * sizeof *sc->v);
 		sc->cap = cap;
 	}
-	sc->v[sc->n] = (Name){name, use, step, a, b, sc->n};
+	sc->v[sc->n] = (Name){name, c, use, step, a, b, sc->n};
 	sc->n++;
 }
 
@@ -539,16 +577,26 @@ describe(Compile *c, const Name *n)
 	return mfd_printf(c->arena, use_formats[n->use], n->a ? n->a : "", n->b ? n->b : "");
 }
 
+/* Whether a name of this use is made from the job name, so renaming the flow renames it. */
+static int
+from_job(NameUse use)
+{
+	return use == USE_JOB || use == USE_JOB_OF || use == USE_LITERAL || use == USE_RUNTIME_OF ||
+		use == USE_SCHEDULE;
+}
+
 /*
  * Reports that first and again share a name, unless reported (the names already reported, from any scope)
  * holds it. The problem is shown at the step whose own name it is, where renaming fixes it, else at the step
- * of the later use, else at the flow. The job function is named after the flow, so renaming the flow fixes a
- * clash with it.
+ * of the later use, else at the flow of the later use. The job function (and in a file of several flows each
+ * flow's literal, runtime object and schedule) is named after the flow, so renaming the flow fixes a clash
+ * with it.
  */
 static void
-report(Compile *c, const Name *first, const Name *again, Scope *reported)
+report(const Name *first, const Name *again, Scope *reported)
 {
-	const Step *at;
+	Compile *c = again->c;
+	const Name *at;
 	size_t i;
 
 	for (i = 0; i < reported->n; i++)
@@ -556,11 +604,12 @@ report(Compile *c, const Name *first, const Name *again, Scope *reported)
 			return;
 	add(c, reported, first->name, first->use, NULL, NULL, NULL);
 	if (first->step && strcmp(first->step->name, first->name) == 0)
-		at = first->step;
+		at = first;
 	else
-		at = again->step ? again->step : first->step;
-	error_at(c, at, "the generated name '%s' is both %s and %s; rename %s", first->name, describe(c, first),
-		describe(c, again), first->use == USE_JOB || again->use == USE_JOB ? "the flow" : "a step");
+		at = again->step || !first->step ? again : first;
+	error_at(at->c, at->step, "the generated name '%s' is both %s and %s; rename %s", first->name,
+		describe(c, first), describe(c, again), from_job(first->use) || from_job(again->use) ? "the flow" :
+		"a step");
 }
 
 /* Reports every name that sc holds more than once, each against its first use. */
@@ -579,7 +628,7 @@ check_scope(Compile *c, Scope *sc, Scope *reported)
 		if (strcmp(v[i].name, v[first].name) != 0)
 			first = i;
 		else
-			report(c, &v[first], &v[i], reported);
+			report(&v[first], &v[i], reported);
 	}
 }
 
@@ -610,17 +659,57 @@ add_functions(Compile *c, const Plan *p, Scope *sc)
 	add_barriers(c, p, sc);
 }
 
-/* Dagster op names: one job may not hold two ops of one name. */
+/* Adds the Dagster op names of flow c: its steps' and its barriers'. */
+static void
+add_op_names(Compile *c, const Plan *p, Scope *sc)
+{
+	size_t i;
+
+	for (i = 0; i < p->nops; i++)
+		add(c, sc, p->ops[i].name, USE_OP, p->ops[i].step, p->ops[i].step->name, NULL);
+	add_barriers(c, p, sc);
+}
+
+/* Dagster op names: one code location may not hold two ops of one name. */
 static void
 check_op_names(Compile *c, const Plan *p, Scope *reported)
 {
 	Scope sc = {0};
+
+	add_op_names(c, p, &sc);
+	check_scope(c, &sc, reported);
+}
+
+/* Adds the module-level names that flow c brings: its functions, its job, its literal and runtime object. */
+static void
+add_flow_names(Compile *c, const Plan *p, Scope *sc)
+{
+	const char *flow = c->flow->name;
+
+	add_functions(c, p, sc);
+	if (c->shared) {
+		add(c, sc, p->job, USE_JOB_OF, NULL, flow, NULL);
+		add(c, sc, p->literal, USE_LITERAL, NULL, flow, NULL);
+		add(c, sc, p->rt, USE_RUNTIME_OF, NULL, flow, NULL);
+	} else {
+		add(c, sc, p->job, USE_JOB, NULL, NULL, NULL);
+		add(c, sc, p->literal, USE_MODULE, NULL, NULL, NULL);
+		add(c, sc, p->rt, USE_MODULE, NULL, NULL, NULL);
+	}
+	if (c->flow->cron)
+		add(c, sc, p->schedule, USE_SCHEDULE, NULL, flow, NULL);
+}
+
+/* Adds the module-level names that come from no flow; a file of several flows also calls event_assets. */
+static void
+add_module_names(Compile *c, Scope *sc)
+{
 	size_t i;
 
-	for (i = 0; i < p->nops; i++)
-		add(c, &sc, p->ops[i].step->name, USE_OP, p->ops[i].step, p->ops[i].step->name, NULL);
-	add_barriers(c, p, &sc);
-	check_scope(c, &sc, reported);
+	for (i = 0; i < MFD_COUNT(module_names); i++)
+		add(c, sc, module_names[i], USE_MODULE, NULL, NULL, NULL);
+	if (c->shared)
+		add(c, sc, "event_assets", USE_MODULE, NULL, NULL, NULL);
 }
 
 /* Module-level names: the functions, the job and what the module defines besides. */
@@ -628,12 +717,9 @@ static void
 check_module_names(Compile *c, const Plan *p, Scope *reported)
 {
 	Scope sc = {0};
-	size_t i;
 
-	add_functions(c, p, &sc);
-	add(c, &sc, p->job, USE_JOB, NULL, NULL, NULL);
-	for (i = 0; i < MFD_COUNT(module_names); i++)
-		add(c, &sc, module_names[i], USE_MODULE, NULL, NULL, NULL);
+	add_flow_names(c, p, &sc);
+	add_module_names(c, &sc);
 	check_scope(c, &sc, reported);
 }
 
@@ -674,7 +760,7 @@ check_params(Compile *c, const char *fn, const char **inputs, PlanOp *const *fro
 	size_t k;
 
 	add(c, &sc, "context", USE_CONTEXT, NULL, fn, NULL);
-	add(c, &sc, "mf", USE_RUNTIME, NULL, fn, NULL);
+	add(c, &sc, c->plan->rt, USE_RUNTIME, NULL, fn, NULL);
 	for (k = 0; k < n; k++)
 		add(c, &sc, inputs[k], USE_INPUT, from[k]->step, fn, from[k]->step->name);
 	check_scope(c, &sc, reported);
@@ -759,7 +845,7 @@ mfd_lower(Compile *c)
 	n = topo_order(c, order);
 	assert(n == f->nsteps);
 	c->plan = p = new_plan(c, order, n);
-	p->job = mfd_name(c->arena, NAME_JOB, f->job_name);
+	p->start_op = prefixed(c, p, f->start.name);
 	if (check_order(c, p) > 0 || c->diags.nerrors > 0)
 		return c->diags.nerrors;
 	find_segments(c, p);
@@ -775,4 +861,29 @@ mfd_lower(Compile *c)
 	check_job_names(c, p, &reported);
 	check_all_params(c, p, &reported);
 	return c->diags.nerrors;
+}
+
+/*
+ * Checks the flows of a file of several, each lowered without errors, against each other: Dagster wants op
+ * names unique in a code location, and the flows share one module. Within a flow the names were checked by
+ * mfd_lower, so what this reports is a clash between two flows. Returns the number of errors of all flows.
+ */
+int
+mfd_lower_many(Compile *units, size_t n)
+{
+	Scope ops = {0}, module = {0}, reported = {0};
+	int errors = 0;
+	size_t i;
+
+	assert(n > 1);
+	for (i = 0; i < n; i++) {
+		add_op_names(&units[i], units[i].plan, &ops);
+		add_flow_names(&units[i], units[i].plan, &module);
+	}
+	add_module_names(&units[0], &module);
+	check_scope(&units[0], &ops, &reported);
+	check_scope(&units[0], &module, &reported);
+	for (i = 0; i < n; i++)
+		errors += units[i].diags.nerrors;
+	return errors;
 }

@@ -1,9 +1,10 @@
 /*
  * mfd.h: the whole public API of the metaflow-dagster compiler core.
  *
- * The core compiles a flow IR (docs/ir.md) into the text of a Dagster definitions file. A caller builds the IR as
- * a tree of MfdValue nodes in an arena it owns (the Python binding from dicts and lists; mfdc, the tests and the
- * fuzzer from JSON through jansson), then calls mfd_compile. The core never includes Python.h, never prints,
+ * The core compiles a flow IR (docs/ir.md) into the text of a Dagster definitions file, or several flow IRs into
+ * one file that holds all their jobs. A caller builds each IR as a tree of MfdValue nodes in an arena it owns (the
+ * Python binding from dicts and lists; mfdc, the tests and the fuzzer from JSON through jansson), then calls
+ * mfd_compile or mfd_compile_many. The core never includes Python.h, never prints,
  * never exits and has no global mutable state, so compiles may run concurrently in different threads.
  *
  * Every pointer in an MfdResult belongs to the result and stays valid until mfd_result_free.
@@ -51,15 +52,17 @@ typedef struct MfdDiag {
 	const char *file;    /* source file of the flow, or NULL */
 	int line;            /* 1-based line in file, or 0 when unknown */
 	const char *message; /* one line, no trailing period */
+	const char *flow;    /* in a compile of several flows, the flow the problem is about: its name, or "#N" for
+	                        the Nth IR when it gives none; NULL in a compile of one flow */
 } MfdDiag;
 
 /* "error" or "warning". */
 const char *mfd_severity_name(MfdSeverity s);
 
 /*
- * Formats d as "file:line: error: step 'name': message", leaving out the parts d does not have. Writes at most
- * size bytes including the NUL (buf may be NULL when size is 0) and returns the length of the whole text, as
- * snprintf does.
+ * Formats d as "file:line: error: flow 'Name': step 'name': message", leaving out the parts d does not have.
+ * Writes at most size bytes including the NUL (buf may be NULL when size is 0) and returns the length of the
+ * whole text, as snprintf does.
  */
 size_t mfd_diag_format(const MfdDiag *d, char *buf, size_t size);
 
@@ -79,6 +82,16 @@ typedef struct MfdResult {
  * any arena. Running out of memory is reported as the error "out of memory".
  */
 int mfd_compile(const MfdValue *ir, const char *runtime_src, MfdResult *out);
+
+/*
+ * Compiles the n IR trees irs[0..n-1] into one definitions file: the runtime pasted once, then each flow's
+ * literal, runtime object, ops and job, and one Definitions with every job, schedule, sensor and event asset.
+ * Op names and the file's per-flow Python names carry the flow's job name (docs/codegen.md, "Several flows in
+ * one file"). Every IR is read, checked and lowered, so one call reports the problems of all of them, each
+ * naming its flow; then the flows are checked against each other (job names, settings, generated names). With
+ * n == 1 the result is mfd_compile's; n == 0 is an error. Same contract as mfd_compile otherwise.
+ */
+int mfd_compile_many(const MfdValue *const *irs, size_t n, const char *runtime_src, MfdResult *out);
 void mfd_result_free(MfdResult *r);
 
 #endif

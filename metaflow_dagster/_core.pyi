@@ -7,6 +7,7 @@ IR_VERSION: Final[int]
 
 class Diagnostic(TypedDict):
     severity: str  # "error" or "warning"
+    flow: Optional[str]  # compile_many: the flow's name, or "#N" for the Nth IR when it gives none
     step: Optional[str]
     file: Optional[str]
     line: int  # 0 when unknown
@@ -19,3 +20,6 @@ class CompileError(ValueError):
 
 def compile(ir: dict[str, Any], runtime_src: str) -> str:
     """Compile the flow IR (docs/ir.md) into the source of a Dagster definitions file."""
+
+def compile_many(irs: List[dict[str, Any]], runtime_src: str) -> str:
+    """Compile several flow IRs into one definitions file: one code location with all their jobs."""

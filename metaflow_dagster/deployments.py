@@ -3,10 +3,12 @@
 Role. ``python flow.py dagster create`` registers each definitions file it writes as a code location of the
 workspace file ``$DAGSTER_HOME/metaflow/workspace.yaml``, so one ``dagster dev -w`` over it (or a webserver and
 a daemon) serves every deployed flow. A deployment is named after its Dagster job, and that name is also its
-code location name. The workspace entry is the whole registry: everything else about a deployment (flow name,
-parameters, start step, Metaflow settings) is the generated file's ``FLOW`` literal, read with ``ast`` and never
-executed. The CLI (``dagster_cli.py``) and the Deployer API (``dagster_deployer_objects.py``) both work through
-this module; it needs none of Metaflow's CLI state.
+code location name; a file of several flows (``create --add-flow``) is one code location, named after its
+first job, and its other jobs are found by reading the file. The workspace entry is the whole registry:
+everything else about a deployment (flow name, parameters, start step, Metaflow settings) is the generated
+file's ``FLOW`` literal (``FLOW_<job>`` per flow in a file of several), read with ``ast`` and never executed.
+The CLI (``dagster_cli.py``) and the Deployer API (``dagster_deployer_objects.py``) both work through this
+module; it needs none of Metaflow's CLI state.
 
 Invariants:
 
@@ -193,13 +195,39 @@ class Workspace:
 
     def get(self, name):
         """The definitions file of deployment ``name``; raises DeploymentException when there is none."""
-        path = self.deployments().get(name)
-        if path is None:
+        return self.locate(name)[1]
+
+    def locate(self, job):
+        """``(code location, definitions file)`` that serves job ``job``; raises DeploymentException if none.
+
+        A location is named after its file's first job, so only the other jobs of a file of several flows
+        cost a look into the files.
+        """
+        found = self.find(job)
+        if found is None:
             raise DeploymentException(
                 "no deployment named *%s* in %s: deploy it with `python <flow file> dagster create`"
-                % (name, self.path)
+                % (job, self.path)
             )
-        return path
+        return found
+
+    def find(self, job):
+        """Like locate, but None when no location serves ``job``."""
+        entries = self.deployments()
+        if job in entries:
+            return job, entries[job]
+        for location, path in entries.items():
+            if job in self.jobs_of(path):
+                return location, path
+        return None
+
+    @staticmethod
+    def jobs_of(path):
+        """The job names of a definitions file, [] when it is not one (missing, or not generated)."""
+        try:
+            return [flow["job_name"] for flow in read_flows(path)]
+        except DeploymentException:
+            return []
 
     def register(self, name, defs_path):
         """Add or replace deployment ``name``. Returns True if it was already registered."""
@@ -221,28 +249,47 @@ class Workspace:
         return True
 
 
-def read_flow(defs_path):
-    """The ``FLOW`` literal of a generated definitions file, parsed without running the file."""
+def read_flows(defs_path):
+    """The FLOW literals of a generated definitions file, in file order, parsed without running the file.
+
+    A file of one flow has ``FLOW``; a file of several has ``FLOW_<job>`` per flow.
+    """
     try:
         with open(defs_path, encoding="utf-8") as f:
             tree = ast.parse(f.read(), defs_path)
     except (OSError, SyntaxError) as e:
         raise DeploymentException("cannot read the definitions file %s: %s" % (defs_path, e)) from None
+    flows = []
     for node in tree.body:
-        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["FLOW"]:
+        names = [getattr(t, "id", None) or "" for t in getattr(node, "targets", ())]
+        if isinstance(node, ast.Assign) and len(names) == 1 and names[0].split("_", 1)[0] == "FLOW":
             with contextlib.suppress(ValueError):
-                return ast.literal_eval(node.value)
-    raise DeploymentException("%s is not a metaflow-dagster definitions file (it has no FLOW literal)" % defs_path)
+                flows.append(ast.literal_eval(node.value))
+    if not flows:
+        raise DeploymentException("%s is not a metaflow-dagster definitions file (it has no FLOW literal)" % defs_path)
+    return flows
 
 
-Deployment = collections.namedtuple("Deployment", "name home defs flow")
+def read_flow(defs_path, job=None):
+    """The FLOW literal of job ``job`` (default: the file's first) in a generated definitions file."""
+    flows = read_flows(defs_path)
+    if job is None:
+        return flows[0]
+    for flow in flows:
+        if flow.get("job_name") == job:
+            return flow
+    raise DeploymentException("the definitions file %s has no job *%s*" % (defs_path, job))
+
+
+# location: the code location that serves the job (``name`` unless the file holds several flows).
+Deployment = collections.namedtuple("Deployment", "name home defs flow location")
 
 
 def open_deployment(name, environ=None, what="this command"):
     """Deployment ``name`` of the DAGSTER_HOME in ``environ``: its home, definitions file and FLOW literal."""
     home = require_home(environ, what)
-    defs = Workspace(home).get(name)
-    return Deployment(name, home, defs, read_flow(defs))
+    location, defs = Workspace(home).locate(name)
+    return Deployment(name, home, defs, read_flow(defs, name), location)
 
 
 def origin_parameters(flow, run_id):
@@ -335,25 +382,28 @@ def run_config(flow, values):
             % (flow["name"], ", ".join(unknown))
         )
     config = {name: config_value(params[name], v) for name, v in values.items() if v is not None}
-    return {"ops": {flow["start_step"]: {"config": config}}} if config else {}
+    # The start op is named after the start step, behind the job's prefix in a file of several flows.
+    start = flow.get("start_op", flow["start_step"])
+    return {"ops": {start: {"config": config}}} if config else {}
 
 
-def launch(home, name, defs_path, config, tags, dagster_run_id):
+def launch(home, name, defs_path, config, tags, dagster_run_id, location=None):
     """Submit a run of deployment ``name`` to the instance in ``home``; it starts when a daemon dequeues it.
 
     Runs ``dagster job launch`` (argv list, no shell) on a one-entry workspace equal to the deployment's
-    shared entry, so the run's origin names the shared code location. Raises DeploymentException with the
-    tail of Dagster's output when the launch fails.
+    shared entry (code location ``location``, by default ``name``), so the run's origin names the shared code
+    location. Raises DeploymentException with the tail of Dagster's output when the launch fails.
     """
     import yaml
 
+    location = location or name
     with tempfile.TemporaryDirectory(prefix="mfd-launch-") as tmp:
         workspace = os.path.join(tmp, "workspace.yaml")
         with open(workspace, "w", encoding="utf-8") as f:
-            yaml.safe_dump({"load_from": [_entry(name, defs_path)]}, f)
+            yaml.safe_dump({"load_from": [_entry(location, defs_path)]}, f)
         argv = [
             sys.executable, "-m", "dagster", "job", "launch",
-            "-w", workspace, "-l", name, "-j", name,
+            "-w", workspace, "-l", location, "-j", name,
             "--run-id", dagster_run_id,
             "--tags", json.dumps(tags),
             "--config-json", json.dumps(config),

@@ -55,6 +55,7 @@ TRIGGER_ENV = "METAFLOW_DAGSTER_TRIGGERS"
 ORIGIN_RUN_TAG = "metaflow/origin_run_id"
 RESUME_STEP_TAG = "metaflow/resume_step"
 PARAMS_TASK_ID = "params"
+CODE_CACHE_ENV = "METAFLOW_DAGSTER_CODE_CACHE"  # where workers keep extracted code packages
 _KILL_GRACE_SECONDS = 5
 _ZYGOTE_MAX_REQUEST = 1 << 20
 
@@ -590,11 +591,17 @@ class FlowRuntime:
     def __init__(self, flow, check_stale=True):
         self.flow = flow
         self.steps = flow["steps"]
-        if check_stale:
+        package = flow.get("code_package")
+        if check_stale and not package:
             self._check_stale()
         # Metaflow reads these when it is first imported. Setting them before any import (the forkserver
         # preloads Metaflow after this module loads) makes the warm workers see the deploy-time settings.
         os.environ.update(self._settings_env())
+        if package and check_stale:
+            # Tasks run the flow file of the code package, never the one `create` read: this machine may
+            # not have it. Every path the runtime derives (command, working directory) follows FLOW["file"].
+            self.flow = dict(flow, file=self._code_package_flow_file(package))
+            os.environ.update(self._code_package_env(package))
 
     # ----- load-time checks and job-level objects -------------------------------------------------------
 
@@ -614,6 +621,81 @@ class FlowRuntime:
                 "Regenerate them with: python %s dagster create <file>"
                 % (path, digest[:12], self.flow["file_sha256"][:12], path)
             )
+
+    # The code package (docs/deploy.md): the flow's directory, packaged into the Metaflow datastore by
+    # `create` as Metaflow does for Argo Workflows, so the definitions file runs on a machine that has
+    # datastore access but not the flow source. A worker downloads it once per sha into a cache shared by
+    # its processes; the op processes that load the file afterwards find it there.
+
+    def _code_package_flow_file(self, package):
+        """Path of the flow file inside the extracted code ``package``, downloading it first if needed.
+
+        The download is checked against the package's sha1 (the datastore's content key) and the flow
+        file against the sha256 recorded at ``create``. Extraction goes to a private directory renamed
+        into place, so concurrent processes never see a partial tree. Raises StaleDefinitionsError.
+        """
+        root = os.environ.get(CODE_CACHE_ENV) or os.path.join(
+            os.path.expanduser("~"), ".cache", "metaflow-dagster", "code"
+        )
+        dest = os.path.join(root, package["sha"])
+        path = os.path.join(dest, os.path.basename(self.flow["file"]))
+        if not os.path.isdir(dest):
+            self._extract_code_package(package, root, dest)
+        try:
+            with open(path, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+        except OSError as e:
+            raise StaleDefinitionsError(
+                "the code package %s of flow %s has no flow file %s (%s)"
+                % (package["url"], self.flow["name"], os.path.basename(path), e.strerror)
+            ) from None
+        if digest != self.flow["file_sha256"]:
+            raise StaleDefinitionsError(
+                "the code package %s does not hold the flow file these definitions were compiled from "
+                "(sha256 %s, expected %s); regenerate them with 'python <flow file> dagster create'"
+                % (package["url"], digest[:12], self.flow["file_sha256"][:12])
+            )
+        return path
+
+    def _extract_code_package(self, package, root, dest):
+        import io
+        import shutil
+        import tempfile
+
+        from metaflow.package import MetaflowPackage
+
+        try:
+            blobs = dict(self._flow_datastore().load_data([package["sha"]], force_raw=True))
+        except Exception as e:
+            raise StaleDefinitionsError(
+                "cannot download the code package %s of flow %s: %s" % (package["url"], self.flow["name"], e)
+            ) from None
+        blob = blobs.get(package["sha"])
+        if blob is None or hashlib.sha1(blob).hexdigest() != package["sha"]:
+            raise StaleDefinitionsError(
+                "the code package %s of flow %s is missing or corrupt in the datastore"
+                % (package["url"], self.flow["name"])
+            )
+        os.makedirs(root, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".%s-" % package["sha"], dir=root)
+        try:
+            MetaflowPackage.cls_extract_into(package["metadata"], io.BytesIO(blob), tmp)
+            os.chmod(tmp, 0o755)
+            os.rename(tmp, dest)
+        except OSError:
+            if not os.path.isdir(dest):  # else another process of this worker got there first
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _code_package_env(self, package):
+        """What Metaflow records as the task's ``code-package`` metadata, so ``Task.code`` finds the package."""
+        return {
+            "METAFLOW_CODE_URL": package["url"],
+            "METAFLOW_CODE_SHA": package["sha"],
+            "METAFLOW_CODE_DS": self.flow["settings"]["datastore"],
+            "METAFLOW_CODE_METADATA": package["metadata"],
+        }
 
     def executor(self):
         """The executor of every generated job: ops run as threads of the run worker (_OpThreadExecutor), at
@@ -677,9 +759,13 @@ class FlowRuntime:
         """The sensor that runs ``job`` for the flow's ``@trigger`` events (see EventSensorLogic)."""
         return _event_sensor(self, job)
 
+    def finish_sensor(self, job):
+        """The sensor that runs ``job`` once per successful run of the ``@trigger_on_finish`` flows."""
+        return _finish_sensor(self, job)
+
     def event_assets(self):
         """An AssetSpec per event the flow listens to, so the UI shows event -> job."""
-        return _event_assets(self)
+        return event_assets(self)
 
     # ----- ids, commands, environment ----------------------------------------------------------------
 
@@ -706,6 +792,35 @@ class FlowRuntime:
             args.append("--production")
         for spec in opts.get("with", []):
             args.append("--with=%s" % spec)
+        return args + self._config_args()
+
+    def _config_args(self):
+        """Deploy-time Config values, given to every task as Metaflow's own runtime gives them: each Config
+        as ``--config-value NAME kv.NAME``, read from a ``--local-config-file`` in Metaflow's stored form
+        ``{"user_configs": {name: [value, plain]}}``. Tasks take the values resolved at ``create`` and
+        never parse them again (a Config with its own ``parser`` could not be parsed twice), so config
+        mutators and ``config_expr`` see in every task what they saw at ``create``.
+
+        The file is named by its content in the user's cache and written once, atomically: the ops and tasks
+        of every run share it, and there is one file per distinct set of values, not one per run.
+        """
+        configs = self.flow["configs"]
+        if not configs:
+            return []
+        text = json.dumps({"user_configs": {c["name"]: json.loads(c["value"]) for c in configs}}, sort_keys=True)
+        root = os.path.join(os.path.expanduser("~"), ".cache", "metaflow-dagster", "configs")
+        path = os.path.join(root, hashlib.sha256(text.encode("utf-8")).hexdigest() + ".json")
+        if not os.path.exists(path):
+            import tempfile
+
+            os.makedirs(root, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=root, prefix=".configs-")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        args = ["--local-config-file=%s" % path]
+        for c in configs:
+            args += ["--config-value", c["name"], "kv." + c["name"]]
         return args
 
     def _command(self, *tail):
@@ -724,10 +839,9 @@ class FlowRuntime:
         s = self.flow["settings"]
         env = {k: v for k, v in os.environ.items() if _env_allowed(k, s["env_allowlist"])}
         env.update(self._settings_env())
-        if self.flow["configs"]:
-            env["METAFLOW_FLOW_CONFIG_VALUE"] = json.dumps(
-                {c["name"]: json.loads(c["value"]) for c in self.flow["configs"]}
-            )
+        # Configs reach tasks as options (_config_args); config variables of the worker must not mix in.
+        env.pop("METAFLOW_FLOW_CONFIG", None)
+        env.pop("METAFLOW_FLOW_CONFIG_VALUE", None)
         env["METAFLOW_DAGSTER_DEPLOYED"] = "1"
         if step is not None:
             env.update(self.steps[step]["env"])
@@ -742,6 +856,8 @@ class FlowRuntime:
         otherwise the flow's directory."""
         s = self.flow["settings"]
         if s["datastore"] == "local":
+            # A first run on a fresh datastore: Metaflow makes the root itself, but only after we chdir.
+            os.makedirs(s["datastore_root"], exist_ok=True)
             return os.path.dirname(s["datastore_root"])
         return os.path.dirname(self.flow["file"])
 
@@ -988,6 +1104,13 @@ class FlowRuntime:
         datum = MetaDatum(field="execution-triggers", value=json.dumps(triggers), type="execution-triggers", tags=[])
         provider.register_metadata(run_id, step, task_id, [datum])
 
+    def _emit_events(self, context, step, pathspec):
+        """Publish the events a successful task of ``step`` emits (the flow-finished event on the end step)."""
+        full = "%s/%s" % (self.flow["name"], pathspec)
+        for name in emitted_events(self.flow, step):
+            publish_event(context.instance, name, emitted_payload(self.flow, full, time.time()))
+            context.log.info("published event %s (id %s)" % (name, full))
+
     def _run_task(self, context, step, parents, iteration=0, prev=None):
         """Run Metaflow task ``step`` for ``parents`` (live tokens). Returns (token, datastore, metadata)."""
         from metaflow.util import compress_list
@@ -1023,6 +1146,8 @@ class FlowRuntime:
                 argv += ["--split-index", str(split)]
         for tag in self.flow["options"]["tags"]:
             argv += ["--tag", tag]
+        if self.flow["options"]["namespace"] is not None:  # the namespace of client calls in the task
+            argv.append("--namespace=%s" % self.flow["options"]["namespace"])
         pathspec = "%s/%s/%s" % (run_id, step, task_id)
         what = "Metaflow step '%s' (task %s, attempt %d%s)" % (
             step, pathspec, context.retry_number, ", cloned from %s" % origin if origin else ""
@@ -1034,6 +1159,7 @@ class FlowRuntime:
         self._spawn(context, argv, self._env(step, extra), timeout, what, fork=self._can_fork(step))
         if triggers and step == self.flow["start_step"] and not origin:
             self._register_triggers(pathspec, triggers)
+        self._emit_events(context, step, pathspec)
         ds = self._task_datastore(pathspec)
         token = {"step": step, "task": pathspec, "idx": idx, "split": None, "dead": False}
         return token, ds, self._metadata(pathspec, ds)
@@ -1207,22 +1333,33 @@ def read_event(record):
 
 
 class EventSensorLogic:
-    """What a ``@trigger`` sensor does on a tick, kept apart from Dagster's decorator to test it.
+    """What a trigger sensor does on a tick, kept apart from Dagster's decorator to test it.
 
-    ``triggers`` is FLOW["triggers"]: ``{"events": [{"name", "parameters"}], "options": {...}}``. With one
-    event and no ``parameters`` the default mapping applies (every Parameter from the payload field of its
-    lower-cased name). Several events mean AND: the latest of each waits in the cursor until all have
-    arrived; ``options["reset_at"]`` (``{"cron", "timezone"}``) drops waiting events older than the latest
-    cron tick. The cursor is ``{"after": {event: storage id}, "pending": {event: event}}``.
+    ``triggers`` is FLOW["triggers"] (``@trigger``) or FLOW["finish_triggers"] (``@trigger_on_finish``):
+    ``{"events": [{"name", "parameters", "filters", "type"}], "options": {...}}``. An event whose payload
+    lacks a field of ``filters`` with that value is not for this flow and is passed over (an upstream run
+    of another project or branch). Events of type "run" (an upstream flow's end) feed no Parameter. With
+    one "event" and no ``parameters`` the default mapping applies (every Parameter from the payload field
+    of its lower-cased name). Several events mean AND: the latest of each waits in the cursor until all
+    have arrived; ``options["reset_at"]`` (``{"cron", "timezone"}``) drops waiting events older than the
+    latest cron tick. An event carrying the id of the last one of its name that fired is a re-send (a
+    retried task publishes its end event again) and is dropped.
+
+    The cursor is ``{"after": {event: storage id}, "pending": {event: event}, "fired": {event: id}}``.
+    Without a cursor (a new sensor) only events written after ``since`` count, so deploying a flow does not
+    replay the event log's history.
     """
 
-    def __init__(self, flow, triggers):
+    def __init__(self, flow, triggers, since=None):
         self.flow = flow
         self.events = triggers["events"]
         self.options = triggers.get("options") or {}
         self.params = {p["name"]: p for p in flow["parameters"]}
+        self.since = since
 
     def mapping(self, spec):
+        if spec.get("type") == "run":
+            return {}, False
         if len(self.events) == 1 and not spec.get("parameters"):
             return {name: name.lower() for name in self.params}, True
         return dict(spec.get("parameters") or {}), False
@@ -1257,6 +1394,14 @@ class EventSensorLogic:
         cron = " ".join(reset["cron"].replace("?", "*").split()[:5])
         return next(reverse_cron_string_iterator(now, cron, reset.get("timezone") or "UTC")).timestamp()
 
+    @staticmethod
+    def _mismatch(spec, event):
+        """The first filter field ``event`` fails, or None when it is for this flow."""
+        for field, want in (spec.get("filters") or {}).items():
+            if str(event["payload"].get(field)) != want:
+                return field
+        return None
+
     def tick(self, instance, cursor, now, log):
         """One tick: returns (run requests as (run_key, config, triggers), skipped, new cursor).
 
@@ -1265,6 +1410,7 @@ class EventSensorLogic:
         from dagster import AssetRecordsFilter
 
         state = json.loads(cursor) if cursor else {"after": {}, "pending": {}}
+        fired_ids = state.setdefault("fired", {})
         requests, skipped = [], []
         started = time.monotonic()
         boundary = self._reset_boundary(now)
@@ -1272,12 +1418,18 @@ class EventSensorLogic:
             for name in [n for n, e in state["pending"].items() if e["timestamp"] < boundary]:
                 log.info("dropping waiting event %s (id %s): reset_at passed" % (name, state["pending"][name]["id"]))
                 del state["pending"][name]
-        names = [e["name"] for e in self.events]
+        specs = {e["name"]: e for e in self.events}
+        names = list(specs)
         read = 0
         for name in names:
             while time.monotonic() - started < _TICK_BUDGET_SECONDS and read < _TICK_MAX_EVENTS:
+                after = state["after"].get(name)
                 result = instance.fetch_materializations(
-                    AssetRecordsFilter(asset_key=event_asset_key(name), after_storage_id=state["after"].get(name)),
+                    AssetRecordsFilter(
+                        asset_key=event_asset_key(name),
+                        after_storage_id=after,
+                        after_timestamp=self.since if after is None else None,
+                    ),
                     limit=_EVENT_PAGE,
                     ascending=True,
                 )
@@ -1290,9 +1442,18 @@ class EventSensorLogic:
                         log.warning("skipping event %s at storage id %d: %s" % (name, record.storage_id, e))
                         skipped.append((name, None, str(e)))
                         continue
+                    field = self._mismatch(specs[name], event)
+                    if field is not None:
+                        log.info("passing over event %s (id %s): field %r is not %r"
+                                 % (name, event["id"], field, specs[name]["filters"][field]))
+                        continue
+                    if fired_ids.get(name) == event["id"]:
+                        log.info("dropping event %s (id %s): a re-send of one that already fired" % (name, event["id"]))
+                        continue
                     state["pending"][name] = event
                     if len(names) == 1 or all(n in state["pending"] for n in names):
                         fired = {n: state["pending"].pop(n) for n in names}
+                        fired_ids.update((n, fired[n]["id"]) for n in names)
                         try:
                             config = self.run_config(fired)
                         except BadEvent as e:
@@ -1302,43 +1463,53 @@ class EventSensorLogic:
                         requests.append((
                             "+".join(fired[n]["id"] for n in names),
                             config,
-                            [{"timestamp": fired[n]["timestamp"], "id": fired[n]["id"], "name": n, "type": "event"}
-                             for n in names],
+                            [{"timestamp": fired[n]["timestamp"], "id": fired[n]["id"], "name": n,
+                              "type": specs[n].get("type", "event")} for n in names],
                         ))
                 if len(result.records) < _EVENT_PAGE:
                     break
         return requests, skipped, json.dumps(state, sort_keys=True)
 
 
-def _sensor_name(job_name, events):
-    label = "_and_".join("".join(c if c.isalnum() or c == "_" else "_" for c in e["name"]) for e in events)
-    return ("%s_on_%s" % (job_name, label))[:200]
+def _label(names):
+    return "_and_".join("".join(c if c.isalnum() or c == "_" else "_" for c in n) for n in names)
 
 
-def _event_sensor(runtime, job):
-    """The Dagster sensor of a flow's ``@trigger``: one run per event (or per complete set of events)."""
+def _deployed_at():
+    """When these definitions were written: the generated file's mtime (``create`` writes it atomically).
+
+    A sensor without a cursor starts here. The runtime is pasted into the generated file, so ``__file__``
+    is that file; imported as ``metaflow_dagster.runtime`` (tests) it is this module, an older time.
+    """
+    try:
+        return os.path.getmtime(__file__)
+    except OSError:
+        return None
+
+
+def _trigger_sensor(runtime, job, triggers, name, description):
+    """A Dagster sensor that runs ``job`` once per event (or complete set of events) of ``triggers``."""
     from dagster import AssetObservation, DefaultSensorStatus, RunRequest, SkipReason, sensor
 
-    triggers = runtime.flow["triggers"]
-    logic = EventSensorLogic(runtime.flow, triggers)
+    logic = EventSensorLogic(runtime.flow, triggers, since=_deployed_at())
     interval = int((triggers.get("options") or {}).get("interval", 2))
-    start = runtime.flow["start_step"]
+    # The start op: named after the start step, behind the job's prefix in a file of several flows.
+    start = runtime.flow.get("start_op", runtime.flow["start_step"])
     deploy_tags = runtime.flow["options"]["tags"]
 
     @sensor(
-        name=_sensor_name(runtime.flow["job_name"], triggers["events"]),
+        name=name[:200],
         job=job,
         minimum_interval_seconds=interval,
         default_status=DefaultSensorStatus.RUNNING,
-        description="Runs %s for each event %s published to the Dagster event log"
-        % (runtime.flow["name"], " + ".join(e["name"] for e in triggers["events"])),
+        description=description,
     )
     def _sensor(context):
         requests, skipped, cursor = logic.tick(context.instance, context.cursor, time.time(), context.log)
-        for name, event_id, reason in skipped:
+        for event_name, event_id, reason in skipped:
             context.instance.report_runless_asset_event(
                 AssetObservation(
-                    asset_key=event_asset_key(name),
+                    asset_key=event_asset_key(event_name),
                     description="event skipped by %s: %s" % (context.sensor_name, reason),
                     metadata={"skipped_event_id": event_id or "", "reason": reason},
                 )
@@ -1362,12 +1533,101 @@ def _event_sensor(runtime, job):
     return _sensor
 
 
-def _event_assets(runtime):
+def _event_sensor(runtime, job):
+    """The sensor of a flow's ``@trigger``: one run per event (or per complete set of events)."""
+    triggers = runtime.flow["triggers"]
+    names = [e["name"] for e in triggers["events"]]
+    return _trigger_sensor(
+        runtime, job, triggers, "%s_on_%s" % (runtime.flow["job_name"], _label(names)),
+        "Runs %s for each event %s published to the Dagster event log" % (runtime.flow["name"], " + ".join(names)),
+    )
+
+
+def _finish_sensor(runtime, job):
+    """The sensor of a flow's ``@trigger_on_finish``: one run per successful run of the upstream flow(s)."""
+    triggers = runtime.flow["finish_triggers"]
+    flows = [e["flow"] for e in triggers["events"]]
+    return _trigger_sensor(
+        runtime, job, triggers, "%s_after_%s" % (runtime.flow["job_name"], _label(flows)),
+        "Runs %s once for each successful run of %s (events %s)"
+        % (runtime.flow["name"], " and ".join(flows), ", ".join(e["name"] for e in triggers["events"])),
+    )
+
+
+def event_assets(*runtimes):
+    """An AssetSpec per event the flows of ``runtimes`` listen to, so the UI shows event -> job.
+
+    A file of several flows declares its assets once for all of them: Dagster refuses two specs of one key,
+    so an event several flows listen to is one asset whose description names them all.
+    """
     from dagster import AssetSpec
 
+    heads, listeners = {}, {}
+    for runtime in runtimes:
+        flow = runtime.flow
+        for e in (flow.get("triggers") or {}).get("events", []):
+            heads.setdefault(e["name"], "Metaflow event %s (publish it to trigger " % e["name"])
+            listeners.setdefault(e["name"], []).append(flow["name"])
+        for e in (flow.get("finish_triggers") or {}).get("events", []):
+            heads.setdefault(e["name"], "Metaflow event %s: a run of %s succeeded (triggers " % (e["name"], e["flow"]))
+            listeners.setdefault(e["name"], []).append(flow["name"])
     return [
-        AssetSpec(event_asset_key(e["name"]), description="Metaflow event %s (publish to trigger %s)"
-                  % (e["name"], runtime.flow["name"]), group_name=EVENT_ASSET_PREFIX)
-        for e in (runtime.flow.get("triggers") or {}).get("events", [])
+        AssetSpec(event_asset_key(name), description=head + ", ".join(dict.fromkeys(listeners[name])) + ")",
+                  group_name=EVENT_ASSET_PREFIX)
+        for name, head in heads.items()
     ]
 
+
+# ----- events a run emits: Metaflow's flow-finished event for @trigger_on_finish --------------------------
+
+def emitted_events(flow, step):
+    """Names of the events a successful task of ``step`` publishes, as Argo's auto-emit names them.
+
+    The end step always publishes ``metaflow.<project flow name or Flow>.<end step>``, plus the ``.end``
+    alias that ``@trigger_on_finish`` listens for when the end step has another name; other steps publish
+    ``metaflow.<...>.<step>`` only when ``create --emit-step-events`` was given.
+    """
+    prefix = "metaflow.%s" % ((flow.get("project") or {}).get("flow_name") or flow["name"])
+    names = []
+    if step == flow["end_step"] or flow["options"].get("emit_step_events"):
+        names.append("%s.%s" % (prefix, step))
+    if step == flow["end_step"] and step != "end":
+        names.append("%s.end" % prefix)
+    return names
+
+
+def emitted_payload(flow, pathspec, now):
+    """Payload of the events a task emits: Metaflow's envelope and Argo's fields, all strings.
+
+    ``id`` is the task's pathspec, so a retried task re-sends the same id and consumers drop it.
+    """
+    flow_name, run_id, step, task_id = pathspec.split("/")
+    payload = {
+        "id": pathspec,
+        "timestamp": str(int(now)),
+        "utc_date": time.strftime("%Y%m%d", time.gmtime(now)),
+        "generated-by-metaflow": "True",
+        "pathspec": pathspec,
+        "flow_name": flow_name,
+        "run_id": run_id,
+        "step_name": step,
+        "task_id": task_id,
+    }
+    project = flow.get("project")
+    if project:
+        # As Argo: the fields `current` has, the two flags only when true.
+        payload.update({"project_name": project["name"], "branch_name": project["branch"]})
+        if project["branch"].startswith("user."):
+            payload["is_user_branch"] = "True"
+        if project["production"]:
+            payload["is_production"] = "True"
+        payload["project_flow_name"] = project["flow_name"]
+    payload["auto-generated-by-metaflow"] = "True"
+    return payload
+
+
+def publish_event(instance, name, payload):
+    """Write event ``name`` to the Dagster event log, where every trigger sensor of the instance reads it."""
+    from dagster import AssetMaterialization
+
+    instance.report_runless_asset_event(AssetMaterialization(asset_key=event_asset_key(name), metadata=payload))

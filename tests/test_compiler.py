@@ -3,12 +3,14 @@
 import ast
 import json
 import os
+import runpy
 import subprocess
 import sys
 
 import pytest
 
 from metaflow_dagster import _core
+from metaflow_dagster import deployments as dep
 from tests.helpers import REPO, flow_path
 
 MFDC = os.path.join(REPO, "build", "mfdc")
@@ -143,3 +145,99 @@ def test_metaflow_layer_imports_without_dagster():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "1"
+
+
+# ----- several flows in one file (`create --add-flow`) ------------------------------------------------------
+
+CHAIN_A = flow_path("chain_a_flow.py")
+CHAIN = ["--add-flow", flow_path("chain_b_flow.py"), "--add-flow", flow_path("chain_c_flow.py")]
+
+
+def test_flows_that_cannot_join_a_file_are_refused_naming_the_flow(project):
+    out = os.path.join(project.workdir, "etl.py")
+    with open(out, "w") as f:
+        f.write("previous contents\n")
+    cases = [
+        # Metaflow rejects the added flow: its file and Metaflow's own message.
+        (["--add-flow", flow_path("invalid_flow.py")],
+         ["cannot add the flow of %s" % flow_path("invalid_flow.py"), "Step a is missing a self.next() transition"]),
+        # The core rejects it: the diagnostic names the flow, its file and the step.
+        (CHAIN + ["--add-flow", flow_path("parallel_flow.py")],
+         ["cannot compile flows ChainAFlow, ChainBFlow, ChainCFlow, ParallelFlow",
+          "parallel_flow.py:11: error: flow 'ParallelFlow': step 'train': @parallel is not supported"]),
+        # Two flows of one job name.
+        (["--add-flow", CHAIN_A], ["%s and %s both deploy the job chain_user_tester_ChainAFlow" % (CHAIN_A, CHAIN_A)]),
+        (["--add-flow", "no_such_flow.py"], ["--add-flow no_such_flow.py: no such flow file"]),
+    ]
+    for args, wanted in cases:
+        _, res = project.create(CHAIN_A, out="etl.py", args=args, check=False)
+        assert res.returncode != 0, res
+        for text in wanted:
+            assert text in res.stderr, res
+        assert open(out).read() == "previous contents\n", "nothing is written when a flow is refused"
+    res = project.run([sys.executable, CHAIN_A, "dagster", "create", "--ir-only", "--add-flow", CHAIN_A])
+    assert res.returncode != 0 and "--ir-only prints the IR of one flow" in res.stderr
+
+
+def test_added_flows_get_the_top_level_and_create_options(project):
+    """--with, --branch and the create options reach every flow; a flow without @project ignores --branch."""
+    defs, _ = project.create(CHAIN_A, out="etl.py", args=CHAIN + ["--tag", "etl", "--max-workers", "3"],
+                             top=["--branch", "nightly", "--with", "retry:times=1"])
+    flows = {f["name"]: f for f in dep.read_flows(defs)}
+    assert [f["job_name"] for f in flows.values()] == [
+        "chain_test_nightly_ChainAFlow", "chain_test_nightly_ChainBFlow", "ChainCFlow"]
+    assert flows["ChainBFlow"]["project"]["branch"] == "test.nightly" and flows["ChainCFlow"]["project"] is None
+    assert flows["ChainBFlow"]["finish_triggers"]["events"][0]["name"] == "metaflow.chain.test.nightly.ChainAFlow.end"
+    for flow in flows.values():
+        assert flow["options"]["tags"] == ["etl"] and flow["options"]["max_workers"] == 3
+        assert flow["options"]["with"] == ["retry:times=1"] and flow["steps"]["start"]["user_retries"] == 1
+        assert flow["settings"] == flows["ChainAFlow"]["settings"]
+    # Run config of the start op: its name carries the job's prefix, and the job accepts it.
+    from dagster import validate_run_config
+
+    config = dep.run_config(flows["ChainAFlow"], {"seed": 3})
+    assert config == {"ops": {"chain_test_nightly_ChainAFlow__start": {"config": {"seed": 3}}}}
+    job = runpy.run_path(defs)["defs"].resolve_job_def("chain_test_nightly_ChainAFlow")
+    assert validate_run_config(job, config)["ops"]["chain_test_nightly_ChainAFlow__start"]["config"] == {"seed": 3}
+    assert dep.read_flow(defs, "ChainCFlow")["name"] == "ChainCFlow"
+
+
+def test_binding_compiles_several_irs_and_names_the_flow_of_each_problem(project):
+    irs = [export_ir(project, f) for f in ("chain_a_flow.py", "chain_b_flow.py", "linear_flow.py")]
+    text = _core.compile_many(irs, runtime_src())
+    assert text.count("class FlowRuntime") == 1 and text.count("= FlowRuntime(FLOW_") == 3
+    assert _core.compile_many(irs[:1], runtime_src()) == _core.compile(irs[0], runtime_src())
+    broken = json.loads(json.dumps(irs[2]))
+    broken["steps"][1]["next"] = ["nowhere"]
+    with pytest.raises(_core.CompileError) as exc:
+        _core.compile_many([irs[0], broken, irs[0]], "")
+    diags = exc.value.diagnostics
+    assert [(d["flow"], d["step"]) for d in diags] == [("LinearFlow", "a")]
+    assert "error: flow 'LinearFlow': step 'a': next names 'nowhere'" in str(exc.value)
+    with pytest.raises(_core.CompileError) as exc:
+        _core.compile_many([irs[0], irs[1], irs[0]], "")
+    assert exc.value.diagnostics[0]["flow"] == "ChainAFlow"
+    assert "already the job of flow 1" in str(exc.value)
+    with pytest.raises(_core.CompileError, match="no flow to compile"):
+        _core.compile_many([], "")
+    with pytest.raises(TypeError, match=r"irs\[1\]: expected dict, got int"):
+        _core.compile_many([irs[0], 1], "")
+    with pytest.raises(TypeError, match=r"irs\[0\]\['flow'\]\['doc'\]: expected dict, list"):
+        _core.compile_many([dict(irs[0], flow=dict(irs[0]["flow"], doc=object()))], "")
+
+
+@pytest.mark.skipif(not os.path.exists(MFDC), reason="build/mfdc not built (make mfdc)")
+def test_mfdc_compiles_several_irs_into_one_file(project, tmp_path):
+    irs = [export_ir(project, f) for f in ("chain_a_flow.py", "chain_b_flow.py")]
+    paths = []
+    for i, ir in enumerate(irs):
+        paths.append(str(tmp_path / ("ir%d.json" % i)))
+        with open(paths[-1], "w") as f:
+            json.dump(ir, f)
+    out = tmp_path / "out.py"
+    runtime_py = os.path.join(REPO, "metaflow_dagster", "runtime.py")
+    res = subprocess.run([MFDC, "-r", runtime_py, "-o", str(out), *paths], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert out.read_text() == _core.compile_many(irs, runtime_src())
+    res = subprocess.run([MFDC, paths[0], paths[1], paths[0]], capture_output=True, text=True)
+    assert res.returncode == 1 and "flow 'ChainAFlow': job name 'chain_user_tester_ChainAFlow'" in res.stderr

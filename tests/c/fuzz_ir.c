@@ -1,7 +1,8 @@
 /*
  * fuzz_ir.c: a libFuzzer target over the IR reader and the whole compile (jq's shape).
  *
- * Each input is parsed as JSON by jansson, converted to a value tree and compiled. Beyond what the sanitizers
+ * Each input is parsed as JSON by jansson, converted to a value tree and compiled: a top-level array as the IRs
+ * of one file of several flows (mfd_compile_many), anything else as one IR. Beyond what the sanitizers
  * catch, it checks the result contract: there is text exactly when there is no error, the text is
  * NUL-terminated at len, and every diagnostic formats.
  */
@@ -26,7 +27,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	ir = mfd_json_parse(a, "fuzz", (const char *)data, size, err, sizeof err);
 	if (ir) {
-		mfd_compile(ir, "# <runtime>\n", &r);
+		if (ir->kind == VAL_ARRAY)
+			mfd_compile_many((const MfdValue *const *)ir->u.arr.v, ir->u.arr.n, "# <runtime>\n", &r);
+		else
+			mfd_compile(ir, "# <runtime>\n", &r);
 		if ((r.nerrors == 0) != (r.text != NULL) || (r.text && strlen(r.text) != r.len))
 			abort();
 		for (i = 0; i < r.ndiags; i++)

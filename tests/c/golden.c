@@ -5,7 +5,8 @@
  *
  * For each DIR/NAME.json, in name order, compiles the IR with the runtime text "# <runtime>\n" and compares
  * the result with DIR/NAME.py (the expected module) or, when the IR has errors, with DIR/NAME.err (the
- * expected diagnostics, one per line). Each input is compiled twice and the two results must be identical
+ * expected diagnostics, one per line). A NAME.json whose top level is an array holds several IRs, compiled
+ * into one file with mfd_compile_many. Each input is compiled twice and the two results must be identical
  * byte for byte. With UPDATE_GOLDEN=1 in the environment the expected files are written instead, and a stale
  * file of the other kind is removed.
  */
@@ -60,8 +61,8 @@ slurp(const char *path, size_t *len)
 }
 
 /*
- * Compiles ir and returns what its golden file holds: the module, or the diagnostics one per line. Sets *ext
- * to ".py" or ".err". The text lives in a.
+ * Compiles ir (an array: the IRs of one file of several flows) and returns what its golden file holds: the
+ * module, or the diagnostics one per line. Sets *ext to ".py" or ".err". The text lives in a.
  */
 static const char *
 outcome(MfdArena *a, const MfdValue *ir, const char **ext)
@@ -71,7 +72,10 @@ outcome(MfdArena *a, const MfdValue *ir, const char **ext)
 	size_t i, n;
 	char *line;
 
-	mfd_compile(ir, RUNTIME, &r);
+	if (ir->kind == VAL_ARRAY)
+		mfd_compile_many((const MfdValue *const *)ir->u.arr.v, ir->u.arr.n, RUNTIME, &r);
+	else
+		mfd_compile(ir, RUNTIME, &r);
 	mfd_sb_init(&sb, a);
 	if (r.nerrors == 0) {
 		mfd_sb_putn(&sb, r.text, r.len);

@@ -91,7 +91,7 @@ build(const StepSpec *spec, size_t n)
 	size_t i;
 
 	flow = J("{\"name\": \"TFlow\", \"file\": \"/src/t.py\", \"file_sha256\": \"00\", \"job_name\": \"TFlow\","
-		" \"doc\": \"\", \"project\": null, \"decorators\": [], \"triggers\": null, \"schedule\": null}");
+		" \"doc\": \"\", \"project\": null, \"decorators\": [], \"triggers\": null, \"trigger_on_finish\": null, \"schedule\": null}");
 	put(flow, "start_step", S(spec[0].name));
 	put(flow, "end_step", S(spec[n - 1].name));
 	for (i = 0; i < n; i++) {
@@ -239,9 +239,7 @@ checked(const MfdValue *ir, Compile *c)
 	memset(c, 0, sizeof *c);
 	c->arena = A;
 	c->ir = ir;
-	c->runtime = "";
 	mfd_diags_init(&c->diags, A);
-	mfd_sb_init(&c->out, A);
 	if (mfd_read_ir(c) || mfd_check(c))
 		return NULL;
 	return c->flow;
@@ -486,7 +484,7 @@ test_json(void)
 static void
 test_diag_format(void)
 {
-	MfdDiag d = {MFD_ERROR, "train", "/src/flow.py", 42, "boom"};
+	MfdDiag d = {MFD_ERROR, "train", "/src/flow.py", 42, "boom", NULL};
 	const char *full = "/src/flow.py:42: error: step 'train': boom";
 	char buf[128];
 	Diags ds;
@@ -500,6 +498,10 @@ test_diag_format(void)
 	d.line = 0;
 	mfd_diag_format(&d, buf, sizeof buf);
 	ASSERT_STREQ(buf, "/src/flow.py: error: step 'train': boom");
+	d.flow = "BFlow";
+	mfd_diag_format(&d, buf, sizeof buf);
+	ASSERT_STREQ(buf, "/src/flow.py: error: flow 'BFlow': step 'train': boom");
+	d.flow = NULL;
 	d.file = "";
 	d.line = 3;
 	mfd_diag_format(&d, buf, sizeof buf);
@@ -516,6 +518,10 @@ test_diag_format(void)
 		mfd_diag(&ds, i % 2 ? MFD_WARNING : MFD_ERROR, NULL, NULL, 0, "problem %d", i);
 	ASSERT(ds.n == 20 && ds.nerrors == 10);
 	ASSERT_STREQ(ds.v[19].message, "problem 19");
+	ASSERT(ds.v[19].flow == NULL);
+	ds.flow = "BFlow";
+	mfd_diag(&ds, MFD_ERROR, NULL, NULL, 0, "labelled");
+	ASSERT_STREQ(ds.v[20].flow, "BFlow");
 }
 
 /* names.c */
@@ -1158,6 +1164,127 @@ test_compile(void)
 	mfd_result_free(&r1);
 }
 
+/* The n IRs compiled into one file: the diagnostics one per line, or "" with the text in *text. */
+static const char *
+many(MfdValue **irs, size_t n, const char **text)
+{
+	MfdResult r;
+	StrBuf sb;
+	char line[1024];
+	size_t i;
+
+	mfd_compile_many((const MfdValue *const *)irs, n, "# rt\n", &r);
+	mfd_sb_init(&sb, A);
+	for (i = 0; i < r.ndiags; i++) {
+		mfd_diag_format(&r.diags[i], line, sizeof line);
+		mfd_sb_printf(&sb, "%s%s", i ? "\n" : "", line);
+	}
+	ASSERT((r.nerrors == 0) == (r.text != NULL));
+	if (text)
+		*text = r.text ? mfd_strdup(A, r.text) : NULL;
+	mfd_result_free(&r);
+	return mfd_sb_str(&sb);
+}
+
+/* A linear flow with job name job and one step named step between start and end. */
+static MfdValue *
+flow_named(const char *job, const char *step)
+{
+	StepSpec spec[] = {
+		{"start", "start", step, "", "", NULL, NULL, NULL},
+		{step, "linear", "end", "start", "", NULL, NULL, NULL},
+		{"end", "end", "", step, "", NULL, NULL, NULL},
+	};
+	MfdValue *ir = BUILD(spec);
+
+	set(ir, "flow.name", S(job));
+	set(ir, "flow.job_name", S(job));
+	return ir;
+}
+
+static void
+test_compile_many(void)
+{
+	MfdValue *irs[3] = {flow_named("AFlow", "a"), flow_named("BFlow", "b"), flow_named("CFlow", "c")};
+	const char *text, *one;
+	MfdResult r1, r2;
+	Compile c;
+	Plan *p;
+	int i;
+
+	ASSERT_STREQ(many(irs, 0, NULL), "error: no flow to compile");
+	/* One IR gives mfd_compile's file, byte for byte. */
+	ASSERT(mfd_compile(irs[0], "# rt\n", &r1) == 0 && mfd_compile_many((const MfdValue *const *)irs, 1, "# rt\n",
+		&r2) == 0);
+	ASSERT(r1.len == r2.len && memcmp(r1.text, r2.text, r1.len) == 0);
+	mfd_result_free(&r1);
+	mfd_result_free(&r2);
+
+	ASSERT_STREQ(many(irs, 3, &text), "");
+	ASSERT(text && strstr(text, "# Dagster definitions for 3 Metaflow flows in one code location:\n") != NULL);
+	one = text ? strstr(text, "----\n# rt\n") : NULL;
+	ASSERT(one && !strstr(one + 1, "----\n# rt\n"));
+	ASSERT(text && strstr(text, "    name=\"BFlow__b\",\n") && strstr(text, "def op_BFlow__b(context, start):\n"
+		"    return mf_BFlow.run(context, \"b\", [start])\n"));
+	ASSERT(text && strstr(text, "    \"start_op\": \"CFlow__start\",\n") && strstr(text, "mf_CFlow = FlowRuntime("
+		"FLOW_CFlow)\n"));
+	ASSERT(text && strstr(text, "defs = Definitions(\n    jobs=[\n        AFlow,\n        BFlow,\n        CFlow,\n"
+		"    ],\n)\n"));
+
+	/* Lowered as part of a shared file, every op name and module-level name of a flow carries its job name. */
+	memset(&c, 0, sizeof c);
+	if (checked(irs[1], &c)) {
+		c.shared = 1;
+		ASSERT(mfd_lower(&c) == 0);
+		p = c.plan;
+		ASSERT_STREQ(p->prefix, "BFlow__");
+		ASSERT_STREQ(p->ops[1].name, "BFlow__b");
+		ASSERT_STREQ(p->ops[1].fn, "op_BFlow__b");
+		ASSERT_STREQ(p->literal, "FLOW_BFlow");
+		ASSERT_STREQ(p->rt, "mf_BFlow");
+		ASSERT_STREQ(p->schedule, "BFlow_schedule");
+		ASSERT_STREQ(p->start_op, "BFlow__start");
+	}
+
+	/* Each flow is checked and its problems name it; an IR without a name is named by its position. */
+	set(irs[1], "steps.1.next", J("[\"nowhere\"]"));
+	del(irs[2], "flow.name");
+	ASSERT_STREQ(many(irs, 3, NULL), "/src/t.py:11: error: flow 'BFlow': step 'b': next names 'nowhere', which is not "
+		"a step\nerror: flow '#3': flow: missing field 'name'");
+	irs[1] = flow_named("BFlow", "b");
+	irs[2] = flow_named("AFlow", "c");
+	ASSERT_STREQ(many(irs, 3, NULL), "/src/t.py: error: flow 'AFlow': job name 'AFlow' is already the job of flow 1, "
+		"AFlow (/src/t.py): a file cannot hold two jobs of one name");
+	irs[2] = flow_named("CFlow", "c");
+	set(irs[2], "settings.username", S("bob"));
+	ASSERT_STREQ(many(irs, 3, NULL), "/src/t.py: error: flow 'CFlow': its Metaflow settings differ from those of flow "
+		"'AFlow' (username 'bob' here, 'alice' there); the flows of one file run with one Metaflow configuration: "
+		"deploy them with the same top-level options");
+	set(irs[2], "settings.username", S("alice"));
+	set(irs[2], "settings.env_allowlist", J("[\"PATH\", \"HOME\"]"));
+	ASSERT(strstr(many(irs, 3, NULL), "(env_allowlist)") != NULL);
+
+	/* Names that are unique in each flow but clash between two: job a's step b__c and job a__b's step c. */
+	irs[0] = flow_named("a", "b__c");
+	irs[1] = flow_named("a__b", "c");
+	ASSERT_STREQ(many(irs, 2, NULL), "/src/t.py:11: error: flow 'a__b': step 'c': the generated name 'a__b__c' is "
+		"both the op of step 'b__c' and the op of step 'c'; rename a step\n"
+		"/src/t.py:11: error: flow 'a__b': step 'c': the generated name 'op_a__b__c' is both the op function of "
+		"step 'b__c' and the op function of step 'c'; rename a step");
+	irs[0] = flow_named("x", "a");
+	irs[1] = flow_named("mf_x", "a");
+	ASSERT_STREQ(many(irs, 2, NULL), "/src/t.py: error: flow 'mf_x': the generated name 'mf_x' is both the runtime "
+		"object of flow 'x' and the job function of flow 'mf_x'; rename the flow");
+
+	irs[0] = flow_named("AFlow", "a");
+	irs[1] = flow_named("BFlow", "b");
+	for (i = 0; i < 100; i++) {
+		mfd_compile_many((const MfdValue *const *)irs, 2, "", &r1);
+		ASSERT(r1.nerrors == 0);
+		mfd_result_free(&r1);
+	}
+}
+
 /* The diagnostics of a result stay valid after the IR tree they came from is freed. */
 static void
 test_result_owns_diags(void)
@@ -1210,6 +1337,7 @@ main(void)
 	RUN(test_lower_texts);
 	RUN(test_lower_placement);
 	RUN(test_compile);
+	RUN(test_compile_many);
 	RUN(test_result_owns_diags);
 	mfd_arena_free(A);
 	return test_report();

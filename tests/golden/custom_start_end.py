@@ -12,17 +12,19 @@ FLOW = {
     "job_name": "demo_user_alice_CustomStartEndFlow",
     "start_step": "begin",
     "end_step": "finish",
+    "project": {"name": "demo", "branch": "user.alice", "flow_name": "demo.user.alice.CustomStartEndFlow", "production": False},
     "parameters": [
         {"name": "max-items", "var": "max_items", "type": "int", "default": 10, "required": False, "help": "cap"},
         {"name": "cfg-json", "var": "cfg_json", "type": "json", "default": {"b": [1, 2.5, None], "a": True}, "required": False, "help": ""},
         {"name": "token", "var": "token", "type": "str", "default": None, "required": True, "help": ""},
     ],
     "configs": [
-        {"name": "settings", "value": "{\"depth\": 3}"},
+        {"name": "settings", "value": "[{\"depth\": 3}, false]"},
     ],
     "settings": {"datastore": "local", "datastore_root": "/src/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "METAFLOW_*"]},
     "options": {"tags": ["nightly", "team:ml"], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False},
     "triggers": None,
+    "finish_triggers": None,
     "steps": {
         "begin": {"type": "start", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
         "middle": {"type": "linear", "in": ["begin"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},

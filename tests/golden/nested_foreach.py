@@ -12,11 +12,13 @@ FLOW = {
     "job_name": "NestedForeachFlow",
     "start_step": "start",
     "end_step": "end",
+    "project": None,
     "parameters": [],
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/src/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "METAFLOW_*"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False},
     "triggers": None,
+    "finish_triggers": None,
     "steps": {
         "start": {"type": "foreach", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
         "mid": {"type": "foreach", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},

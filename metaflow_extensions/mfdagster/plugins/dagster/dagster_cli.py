@@ -4,7 +4,8 @@ The group runs after Metaflow's own top-level processing (config mutators, `--wi
 decorator init), exactly as `argo-workflows` does, so the graph read here is the one tasks will run.
 
 A deployment is a definitions file registered in `$DAGSTER_HOME/metaflow/workspace.yaml` under its job name
-(metaflow_dagster/deployments.py). `create` writes and registers it; `trigger`, `resume`, `status`,
+(metaflow_dagster/deployments.py); `create --add-flow` puts several flows into one file, one code location
+named after the first job. `create` writes and registers it; `trigger`, `resume`, `status`,
 `terminate`, `delete` and `list` act on the deployment named `--name`, by default this flow's job name. They
 read what they need from the registry and the generated file's FLOW literal, never from this flow's graph,
 so the stand-in flow file that `DeployedFlow.from_deployment` writes (parameters only) drives them as well
@@ -15,6 +16,7 @@ Deployer's attribute file is written.
 import hashlib
 import json
 import os
+import subprocess
 import sys
 
 from metaflow import parameters
@@ -24,7 +26,15 @@ from metaflow.exception import MetaflowException
 from metaflow_dagster import deployments as dep
 from metaflow_dagster.deployments import write_atomic
 
-from .dagster_compiler import DagsterException, _job_name, build_ir, compile_ir
+from .dagster_compiler import (
+    CODE_PACKAGE_MODES,
+    DagsterException,
+    _job_name,
+    build_ir,
+    compile_ir,
+    package_code,
+    with_code_package,
+)
 
 
 @click.group()
@@ -67,30 +77,81 @@ def _echo_serving(obj, home):
 @dagster.command(help="Compile this flow into a Dagster definitions file and deploy it to DAGSTER_HOME.")
 @click.argument("file", required=False)
 @click.option("--tag", "tags", multiple=True, default=None, help="Tag every run of this flow (repeatable).")
-@click.option("--namespace", default=None, help="Metaflow namespace of the runs.")
+@click.option(
+    "--namespace",
+    default=None,
+    help="Namespace of Metaflow client calls inside the steps (Metaflow's `step --namespace`). "
+    "Default: the deploying user's, user:<name>.",
+)
 @click.option("--max-workers", default=16, show_default=True, type=int, help="Maximum number of concurrent ops.")
 @click.option("--workflow-timeout", default=0, type=int, help="Fail a run that takes longer (seconds).")
+@click.option(
+    "--emit-step-events/--no-emit-step-events", default=False, show_default=True,
+    help="Also publish metaflow.<flow>.<step> when each task succeeds (the end event is always published).",
+)
+@click.option(
+    "--code-package", type=click.Choice(CODE_PACKAGE_MODES), default="auto", show_default=True,
+    help="Package the flow's code into the datastore and run steps from it: 'auto' when the datastore is not local.",
+)
+@click.option(
+    "--add-flow", "add_flows", multiple=True, metavar="FLOW_FILE",
+    help="Compile this flow file into the same definitions file, one code location with every flow's job, "
+    "schedule and sensors (repeatable). It gets this command's top-level and create options.",
+)
 @click.option("--ir-only", is_flag=True, default=False, help="Print the flow IR as JSON and write nothing.")
 @click.option("--deployer-attribute-file", default=None, hidden=True)
 @click.pass_obj
-def create(obj, file, tags, namespace, max_workers, workflow_timeout, ir_only, deployer_attribute_file):
+def create(obj, file, tags, namespace, max_workers, workflow_timeout, emit_step_events, code_package, add_flows,
+           ir_only, deployer_attribute_file):
     if obj.deployment_name != obj.dagster_job:
         raise DagsterException(
             "--name %s is not supported by `create`: a deployment is named after its job, *%s*"
             % (obj.deployment_name, obj.dagster_job)
+        )
+    if namespace is not None and not namespace.strip():
+        # Metaflow's `run --namespace=` means the global namespace, but a step given `--namespace=` checks
+        # every client object against the empty tag and fails; a step that wants every run calls
+        # `namespace(None)` itself.
+        raise DagsterException(
+            "--namespace is empty: steps cannot be given the global namespace (with `step --namespace=` every "
+            "client call in a step fails). Give a namespace, such as user:NAME or a tag, or call "
+            "namespace(None) in the step"
+        )
+    taken = sorted({p.name for _, p in obj.flow._get_parameters()} & _RUN_OPTION_NAMES)
+    if taken:
+        raise DagsterException(
+            "Parameter *%s* of flow *%s* has the name of the `dagster trigger` option --%s, so `trigger` could not "
+            "tell them apart: rename the Parameter" % (taken[0], obj.flow.name, taken[0])
         )
     if max_workers < 1:
         raise DagsterException("--max-workers must be at least 1 (got %d)" % max_workers)
     if workflow_timeout < 0:
         raise DagsterException("--workflow-timeout must be zero or positive (got %d)" % workflow_timeout)
     ir = build_ir(
-        obj, tags=tags or (), namespace=namespace, max_workers=max_workers, workflow_timeout=workflow_timeout
+        obj, tags=tags or (), namespace=namespace, max_workers=max_workers, workflow_timeout=workflow_timeout,
+        emit_step_events=emit_step_events,
     )
     if ir_only:
+        if add_flows:
+            raise DagsterException("--ir-only prints the IR of one flow: run it on each flow file, not with --add-flow")
         click.echo(json.dumps(ir, indent=2, sort_keys=True))
         return
+    irs = [ir]
+    if add_flows:
+        if code_package == "always" or (code_package == "auto" and obj.flow_datastore.TYPE != "local"):
+            raise DagsterException(
+                "--add-flow is not supported with a code package yet (--code-package %s, datastore %s): each flow "
+                "would need its own package. Deploy the flows to separate files, or give --code-package never "
+                "when every worker can read the flow files" % (code_package, obj.flow_datastore.TYPE)
+            )
+        create_args = [a for t in tags or () for a in ("--tag", t)] + [
+            "--max-workers", str(max_workers), "--workflow-timeout", str(workflow_timeout),
+            "--emit-step-events" if emit_step_events else "--no-emit-step-events",
+        ] + (["--namespace", namespace] if namespace is not None else [])
+        irs += _added_irs(obj, ir, add_flows, create_args)
     home = dep.dagster_home()
     name = ir["flow"]["job_name"]
+    jobs = [x["flow"]["job_name"] for x in irs]
     if not file:
         if not home:
             raise DagsterException(
@@ -99,13 +160,22 @@ def create(obj, file, tags, namespace, max_workers, workflow_timeout, ir_only, d
         file = os.path.join(dep.Workspace(home).dir, "definitions", name + ".py")
         os.makedirs(os.path.dirname(file), exist_ok=True)
     file = os.path.abspath(file)
-    text = compile_ir(ir)
+    if home:
+        _check_not_served_elsewhere(dep.Workspace(home), name, jobs)
+    text = compile_ir(*irs)
+    if len(irs) == 1:
+        text = with_code_package(text, package_code(obj, code_package))
     write_atomic(file, text)
-    obj.echo("Wrote Dagster definitions for *%s* to *%s*." % (obj.flow.name, file), bold=True)
+    flows = ", ".join("*%s*" % x["flow"]["name"] for x in irs)
+    obj.echo("Wrote Dagster definitions for %s to *%s*." % (flows, file), bold=True)
     if home:
         workspace = dep.Workspace(home)
         existed = workspace.register(name, file)
-        obj.echo("Deployed *%s* in %s." % (name, workspace.path))
+        if len(jobs) > 1:
+            obj.echo("Deployed the jobs %s as one code location *%s* in %s."
+                     % (", ".join("*%s*" % j for j in jobs), name, workspace.path))
+        else:
+            obj.echo("Deployed *%s* in %s." % (name, workspace.path))
         _echo_serving(obj, home)
         if dep.reload_webserver(name if existed else None):
             obj.echo("The Dagster webserver at %s reloaded it." % dep.webserver_url())
@@ -120,9 +190,89 @@ def create(obj, file, tags, namespace, max_workers, workflow_timeout, ir_only, d
             "name": name,
             "flow_name": obj.flow.name,
             "metadata": obj.metadata.metadata_str(),
-            "additional_info": {"definitions_file": file, "dagster_home": home},
+            "additional_info": {"definitions_file": file, "dagster_home": home, "jobs": jobs},
         },
     )
+
+
+def _added_irs(obj, ir, paths, create_args):
+    """The IRs of the `--add-flow` flow files, in order, with their job names checked against ``ir``'s.
+
+    Each flow is processed by its own Metaflow, as `python FILE <top-level options> dagster create --ir-only
+    <create options>` (an argv list, never a shell), run side by side. Its top-level options are the ones
+    that decide what the tasks of the one file run with, read from this process (datastore and root,
+    metadata, environment, event logger, monitor, package suffixes, `--with`, pylint); @project's
+    `--branch`/`--production` go as METAFLOW_FLOW_BRANCH/METAFLOW_FLOW_PRODUCTION, the variables Metaflow
+    reads those options from, so a flow without @project ignores them. Configs belong to one flow: an added
+    flow gets its own defaults (docs/deploy-cli.md).
+    """
+    for path in paths:
+        if not os.path.isfile(path):
+            raise DagsterException("--add-flow %s: no such flow file" % path)
+    top = [
+        "--quiet",
+        "--metadata=%s" % obj.metadata.TYPE,
+        "--environment=%s" % obj.environment.TYPE,
+        "--datastore=%s" % obj.flow_datastore.TYPE,
+        "--datastore-root=%s" % ir["settings"]["datastore_root"],
+        "--event-logger=%s" % obj.event_logger.TYPE,
+        "--monitor=%s" % obj.monitor.TYPE,
+        "--package-suffixes=%s" % ",".join(obj.package_suffixes),
+    ] + ["--with=%s" % spec for spec in obj.tl_decospecs] + ([] if obj.pylint else ["--no-pylint"])
+    env = dict(os.environ)
+    if ir["options"]["branch"]:
+        env["METAFLOW_FLOW_BRANCH"] = ir["options"]["branch"]
+    if ir["options"]["production"]:
+        env["METAFLOW_FLOW_PRODUCTION"] = "true"
+    procs = [
+        (path, subprocess.Popen(
+            [sys.executable, os.path.abspath(path)] + top + ["dagster", "create", "--ir-only"] + create_args,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+        ))
+        for path in paths
+    ]
+    outputs = []
+    for path, proc in procs:  # every process ends before any error is raised
+        out, err = proc.communicate()
+        outputs.append((path, proc.returncode, out, err))
+    irs, files = [], {ir["flow"]["job_name"]: ir["flow"]["file"]}
+    for path, code, out, err in outputs:
+        if code != 0:
+            tail = "\n".join((err.strip() or out.strip()).splitlines()[-25:])
+            raise DagsterException("cannot add the flow of %s: Metaflow refused it (exit %d):\n%s" % (path, code, tail))
+        added = _parse_ir(path, out)
+        job = added["flow"]["job_name"]
+        if job in files:
+            raise DagsterException(
+                "%s and %s both deploy the job *%s*: one definitions file cannot hold two jobs of one name"
+                % (files[job], added["flow"]["file"], job)
+            )
+        files[job] = added["flow"]["file"]
+        irs.append(added)
+    return irs
+
+
+def _parse_ir(path, out):
+    """The IR that `dagster create --ir-only` printed last in ``out``, after anything the flow printed."""
+    start = 0 if out.startswith("{\n") else out.rfind("\n{\n") + 1
+    try:
+        return json.loads(out[start:])
+    except ValueError:
+        raise DagsterException("cannot add the flow of %s: `dagster create --ir-only` printed no IR" % path) from None
+
+
+def _check_not_served_elsewhere(workspace, location, jobs):
+    """Refuse to deploy ``jobs`` as code location ``location`` when another location already serves one.
+
+    A job in two locations would have two sets of sensors and schedules, each starting its own runs.
+    """
+    for job in jobs:
+        found = workspace.find(job)
+        if found and found[0] != location:
+            raise DagsterException(
+                "job *%s* is already deployed as part of code location *%s* (%s): delete that deployment first "
+                "(`python <its flow file> dagster delete`)" % (job, found[0], found[1])
+            )
 
 
 def _submit(obj, d, values, tags, opts, what):
@@ -141,7 +291,8 @@ def _submit(obj, d, values, tags, opts, what):
     dagster_run_id, run_id = dep.new_run_ids()
     pathspec = "%s/%s" % (flow["name"], run_id)
     daemon = dep.daemon_running(d.home)  # opens (and on first use creates) the instance before Dagster does
-    dep.launch(d.home, d.name, d.defs, config, dict(tags, **{dep.RUN_ID_TAG: run_id}), dagster_run_id)
+    dep.launch(d.home, d.name, d.defs, config, dict(tags, **{dep.RUN_ID_TAG: run_id}), dagster_run_id,
+               location=d.location)
     if opts["run_id_file"]:
         with open(opts["run_id_file"], "w") as f:
             f.write(run_id)
@@ -174,6 +325,10 @@ _RUN_OPTIONS = [
     click.option("--run-id-file", default=None, type=str, help="Write the Metaflow run id to this file."),
     click.option("--deployer-attribute-file", default=None, type=str, hidden=True),
 ]
+
+
+# Parameters become options of `trigger` and `resume` beside these, so a Parameter may not take their names.
+_RUN_OPTION_NAMES = {"wait", "run-id-file", "deployer-attribute-file", "origin-run-id"}
 
 
 def _run_options(cmd):
@@ -250,8 +405,12 @@ def terminate(obj, run_id):
 @click.pass_obj
 def delete(obj):
     d = _deployment(obj, "delete")
-    dep.Workspace(d.home).unregister(d.name)
+    jobs = dep.Workspace.jobs_of(d.defs)
+    dep.Workspace(d.home).unregister(d.location)
     obj.echo("Deleted deployment *%s* (its definitions file %s is left in place)." % (d.name, d.defs))
+    if len(jobs) > 1:
+        obj.echo("The jobs %s of the same file went with it: they are one code location, *%s*."
+                 % (", ".join("*%s*" % j for j in jobs if j != d.name), d.location))
     if dep.reload_webserver():
         obj.echo("The Dagster webserver at %s reloaded its workspace." % dep.webserver_url())
 
@@ -261,10 +420,11 @@ def delete(obj):
 @click.pass_obj
 def list_deployments(obj, all_flows=False):
     home = dep.require_home(what="`dagster list`")
-    for name, defs in dep.Workspace(home).deployments().items():
+    for defs in dep.Workspace(home).deployments().values():
         try:
-            flow = dep.read_flow(defs)
+            flows = dep.read_flows(defs)
         except MetaflowException:
             continue
-        if all_flows or flow["name"] == obj.flow.name:
-            click.echo("%s %s %s" % (name, flow["name"], defs))
+        for flow in flows:
+            if all_flows or flow["name"] == obj.flow.name:
+                click.echo("%s %s %s" % (flow["job_name"], flow["name"], defs))

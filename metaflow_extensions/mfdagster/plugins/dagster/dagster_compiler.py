@@ -112,6 +112,19 @@ def _triggers(flow):
     return {"events": events, "options": _jsonable(deco.options or {})}
 
 
+def _trigger_on_finish(flow):
+    """`@trigger_on_finish` as the IR's `flow.trigger_on_finish`: the upstream flows after deploy-time values
+    are resolved, with project and branch null where the decorator leaves them to this flow's @project
+    (the core fills them in and names the events), and the decorator's `options`."""
+    decos = flow._flow_decorators.get("trigger_on_finish")
+    if not decos:
+        return None
+    deco = decos[0]
+    deco.format_deploytime_value()
+    flows = [{"name": t["flow"], "project": t.get("project"), "branch": t.get("branch")} for t in deco.triggers]
+    return {"flows": flows, "options": _jsonable(deco.options or {})}
+
+
 def _schedule(flow):
     """`@schedule` as the IR's `flow.schedule`: Metaflow's own cron (after daily/hourly/weekly/cron
     precedence) and timezone; the core turns it into Dagster's form."""
@@ -119,6 +132,19 @@ def _schedule(flow):
     if not decos or not getattr(decos[0], "schedule", None):
         return None
     return {"cron": decos[0].schedule, "timezone": decos[0].timezone}
+
+
+def _config(name, stored):
+    """A Config as an IR `configs` entry. Its value is Metaflow's own stored form `[value, plain]` as JSON
+    text, what Metaflow's runtime writes to the config file its tasks read (`dump_config_values`): tasks
+    then take the value resolved here (default file, `--config`, `--config-value`) and never parse it
+    again, which a Config with its own `parser` could not survive."""
+    value, plain = stored
+    try:
+        text = json.dumps([value, bool(plain)], sort_keys=True)
+    except (TypeError, ValueError) as e:
+        raise DagsterException("config *%s*: its value cannot be passed to tasks as JSON (%s)" % (name, e)) from None
+    return {"name": name, "value": text}
 
 
 def _job_name(flow_name):
@@ -147,8 +173,7 @@ def build_ir(obj, tags=(), namespace=None, max_workers=16, workflow_timeout=0, e
     config_values = flow._flow_state[FlowStateItems.CONFIGS]
     for var, param in flow._get_parameters():
         if param.IS_CONFIG_PARAMETER:
-            value = config_values.get(param.name, (None, False))[0]
-            configs.append({"name": param.name, "value": json.dumps(_jsonable(value), sort_keys=True)})
+            configs.append(_config(param.name, config_values.get(param.name, (None, False))))
             continue
         default = deploy_time_eval(param.kwargs.get("default"))
         params.append({
@@ -178,6 +203,7 @@ def build_ir(obj, tags=(), namespace=None, max_workers=16, workflow_timeout=0, e
             "project": project,
             "decorators": flow_decos,
             "triggers": _triggers(flow),
+            "trigger_on_finish": _trigger_on_finish(flow),
             "schedule": _schedule(flow),
         },
         "steps": [_step(graph[name], graph) for name in graph.sorted_nodes],
@@ -185,7 +211,7 @@ def build_ir(obj, tags=(), namespace=None, max_workers=16, workflow_timeout=0, e
         "configs": configs,
         "settings": {
             "datastore": ds.TYPE,
-            "datastore_root": os.path.abspath(ds.datastore_root),
+            "datastore_root": os.path.abspath(ds.datastore_root) if ds.TYPE == "local" else ds.datastore_root,
             "metadata": obj.metadata.TYPE,
             "environment": obj.environment.TYPE,
             "event_logger": obj.event_logger.TYPE,
@@ -207,21 +233,72 @@ def build_ir(obj, tags=(), namespace=None, max_workers=16, workflow_timeout=0, e
     }
 
 
-def compile_ir(ir):
-    """Compile `ir` with the C core and return the definitions source, checked with `ast.parse`."""
+def compile_ir(ir, *more):
+    """Compile `ir` with the C core and return the definitions source, checked with `ast.parse`.
+
+    With `more` IRs the flows share one file, one code location (`create --add-flow`); the core's
+    diagnostics then name the flow each is about.
+    """
     from metaflow_dagster import _core, runtime
 
     with open(runtime.__file__, encoding="utf-8") as f:
         runtime_src = f.read()
+    names = ", ".join("*%s*" % x["flow"]["name"] for x in (ir,) + more)
     try:
-        text = _core.compile(ir, runtime_src)
+        text = _core.compile_many([ir, *more], runtime_src) if more else _core.compile(ir, runtime_src)
     except _core.CompileError as e:
-        raise DagsterException("cannot compile flow *%s* for Dagster:\n%s" % (ir["flow"]["name"], e)) from None
+        raise DagsterException(
+            "cannot compile flow%s %s for Dagster:\n%s" % ("s" if more else "", names, e)
+        ) from None
     try:
         ast.parse(text)
     except SyntaxError as e:
         raise DagsterException(
-            "internal error: the generated definitions for *%s* do not parse (line %s: %s)"
-            % (ir["flow"]["name"], e.lineno, e.msg)
+            "internal error: the generated definitions for %s do not parse (line %s: %s)" % (names, e.lineno, e.msg)
         ) from None
     return text
+
+
+# ----- the code package ----------------------------------------------------------------------------------
+# `create` packages the flow's directory into the Metaflow datastore, as `argo-workflows create` does, and
+# the generated file records where (FLOW["code_package"]). Workers download it and run the flow from it, so
+# the file runs on any machine with access to the datastore, without the flow source.
+
+CODE_PACKAGE_MODES = ("auto", "always", "never")
+
+
+def package_code(obj, mode="auto"):
+    """Upload the flow's code package to the datastore; returns ``{"url", "sha", "metadata"}`` or None.
+
+    ``auto`` packages when the datastore is not local: a worker elsewhere can read the datastore, not the
+    flow file. The package is Metaflow's own (``MetaflowPackage``: the flow's directory filtered by
+    ``--package-suffixes``, plus Metaflow's INFO and CONFIG), stored content-addressed, so the same code
+    gives the same sha and the same definitions file.
+    """
+    if mode not in CODE_PACKAGE_MODES:
+        raise DagsterException("--code-package must be one of %s (got %r)" % (", ".join(CODE_PACKAGE_MODES), mode))
+    if mode == "never" or (mode == "auto" and obj.flow_datastore.TYPE == "local"):
+        return None
+    from metaflow.package import MetaflowPackage
+
+    package = MetaflowPackage(obj.flow, obj.environment, obj.echo, suffixes=obj.package_suffixes)
+    url, sha = obj.flow_datastore.save_data([package.blob], len_hint=1)[0]
+    obj.echo("Uploaded the code package of *%s* to %s." % (obj.flow.name, url))
+    return {"url": url, "sha": sha, "metadata": package.package_metadata}
+
+
+def with_code_package(text, package):
+    """``text`` (a generated definitions file) with ``package`` recorded in its FLOW literal.
+
+    Until the C core emits the IR field ``flow.code_package`` itself, the entry is added here, right after
+    ``"file_sha256"``, in the core's literal style (JSON strings are Python string literals).
+    """
+    if package is None:
+        return text
+    anchor = '\n    "file_sha256": '
+    at = text.index(anchor)
+    at = text.index("\n", at + 1) + 1
+    entry = '    "code_package": {%s},\n' % ", ".join(
+        "%s: %s" % (json.dumps(k), json.dumps(package[k], ensure_ascii=False)) for k in ("url", "sha", "metadata")
+    )
+    return text[:at] + entry + text[at:]

@@ -171,13 +171,14 @@ class DagsterDeployedFlow(DeployedFlow):
     def list_deployed_flows(cls, flow_name: Optional[str] = None):
         """Yield every deployment in DAGSTER_HOME (of flow ``flow_name`` only, if given)."""
         home = dep.require_home(what="list_deployed_flows")
-        for name, defs in dep.Workspace(home).deployments().items():
+        for defs in dep.Workspace(home).deployments().values():
             try:
-                flow = dep.read_flow(defs)
+                flows = dep.read_flows(defs)  # a file of several flows (create --add-flow) deploys each
             except dep.DeploymentException:
                 continue
-            if flow_name is None or flow["name"] == flow_name:
-                yield cls.from_deployment(name)
+            for flow in flows:
+                if flow_name is None or flow["name"] == flow_name:
+                    yield cls.from_deployment(flow["job_name"])
 
     @classmethod
     def get_triggered_run(cls, identifier: str, run_id: str, metadata: Optional[str] = None) -> DagsterTriggeredRun:

@@ -1,0 +1,87 @@
+"""Deploy-time options of `create` hold in every step on Dagster (issue #3): `--namespace`, `--with` given
+twice, and the refusal of @conda/@pypi environments. Outcomes are read through the Metaflow client and the
+Dagster instance.
+"""
+
+import os
+import sys
+
+from dagster import DagsterEventType, DagsterRunStatus
+
+from tests.helpers import flow_literal, flow_path, metaflow_run
+
+
+def restarted_steps(project, drun):
+    return sorted(
+        e.dagster_event.step_key
+        for e in project.run_logs(drun.run_id)
+        if e.dagster_event is not None and e.dagster_event.event_type == DagsterEventType.STEP_RESTARTED
+    )
+
+
+def test_namespace_is_the_one_client_calls_in_steps_use(project, tmp_path):
+    flow = flow_path("opt_namespace_flow.py")
+    # A run outside the namespace: `python flow.py run` tags it with the user only.
+    run_id_file = tmp_path / "local_run_id"
+    res = project.run([sys.executable, flow, "run", "--run-id-file", str(run_id_file)])
+    assert res.returncode == 0, res
+    local_id = run_id_file.read_text()
+
+    defs, _ = project.create(flow, out="team_defs.py", args=["--namespace", "team:ns", "--tag", "team:ns"])
+    assert flow_literal(defs)["options"]["namespace"] == "team:ns"
+    drun, res = project.execute(defs, "OptNamespaceFlow")
+    assert drun.status == DagsterRunStatus.SUCCESS, res
+    team = metaflow_run("OptNamespaceFlow", drun)
+    assert team["start"].task.data.namespace_seen == "team:ns"
+    assert team["end"].task.data.namespace_seen_end == "team:ns"
+    assert team["start"].task.data.runs_seen == [team.id]  # the local run is not in team:ns
+
+    # Without --namespace steps use the deploying user's namespace, where every run of this test is.
+    defs, _ = project.create(flow, out="user_defs.py")
+    drun, res = project.execute(defs, "OptNamespaceFlow")
+    assert drun.status == DagsterRunStatus.SUCCESS, res
+    mine = metaflow_run("OptNamespaceFlow", drun)
+    assert mine["start"].task.data.namespace_seen == "user:tester"
+    assert mine["start"].task.data.runs_seen == sorted([local_id, team.id, mine.id])
+
+
+def test_empty_namespace_is_refused(project):
+    out = os.path.join(project.workdir, "defs.py")
+    _, res = project.create(flow_path("opt_namespace_flow.py"), args=["--namespace", ""], check=False)
+    assert res.returncode != 0
+    assert "--namespace is empty" in res.stderr, res
+    assert not os.path.exists(out)
+
+
+def test_parameter_named_like_a_trigger_option_is_refused(project):
+    out = os.path.join(project.workdir, "defs.py")
+    _, res = project.create(flow_path("opt_wait_param_flow.py"), check=False)
+    assert res.returncode != 0
+    assert "Parameter wait of flow WaitParamFlow has the name of the `dagster trigger` option --wait" in res.stderr
+    assert not os.path.exists(out)
+
+
+def test_with_given_twice_applies_both_to_every_step(project):
+    specs = ["retry:times=1,minutes_between_retries=0", 'environment:vars={"WITH_VAR": "from-with"}']
+    defs, _ = project.create(flow_path("opt_with_flow.py"), top=["--with", specs[0], "--with", specs[1]])
+    flow = flow_literal(defs)
+    assert flow["options"]["with"] == specs
+    assert {s["user_retries"] for s in flow["steps"].values()} == {1}
+    drun, res = project.execute(defs, "OptWithFlow")
+    assert drun.status == DagsterRunStatus.SUCCESS, res
+    # Every step failed its first attempt (so @retry reached each), then saw the @environment variable.
+    assert restarted_steps(project, drun) == ["end", "middle", "start"]
+    run = metaflow_run("OptWithFlow", drun)
+    for step in ("start", "middle", "end"):
+        task = run[step].task
+        assert task.current_attempt == 1, step
+        assert getattr(task.data, "var_" + step) == "from-with", step
+
+
+def test_pypi_environment_is_refused_at_create(project):
+    """@pypi and @conda need micromamba and the conda-forge channel to build the step's environment."""
+    out = os.path.join(project.workdir, "defs.py")
+    _, res = project.create(flow_path("opt_pypi_flow.py"), top=["--environment", "pypi"], check=False)
+    assert res.returncode != 0
+    assert "step 'start': @pypi is not supported" in res.stderr, res
+    assert not os.path.exists(out)
