@@ -17,6 +17,7 @@ the pid this module started (never by name: other people's servers may run on th
 """
 
 import contextlib
+import http.client
 import json
 import os
 import secrets
@@ -32,7 +33,7 @@ import urllib.request
 
 import pytest
 
-from tests.helpers import flow_literal
+from tests.helpers import flow_literal, wait_for
 
 BIN = os.path.dirname(sys.executable)  # console scripts of this interpreter (a pyenv shim may pick another)
 BUCKET = "mf-datastore"
@@ -42,18 +43,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_until(predicate, timeout, what, interval=0.5):
-    """Poll ``predicate`` until it returns something truthy (returned); fail the test after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail("timed out after %ss waiting for %s" % (timeout, what))
-        time.sleep(interval)
 
 
 def deploy(src, fixtures, out_dir, env):
@@ -195,7 +184,7 @@ class Postgres:
             "-k", self.root, "-c", "fsync=off", "-c", "max_connections=300",
         ]
         self.server = Process(argv, os.path.join(self.root, "postgres.log"), cwd=self.root, user=self.os_user)
-        wait_until(self._ready, 60, "PostgreSQL to accept connections (log: %s)" % self.server.log_path)
+        wait_for(self._ready, 60, "PostgreSQL to accept connections (log: %s)" % self.server.log_path)
         return self
 
     def _ready(self):
@@ -275,7 +264,7 @@ class S3Server:
     def start(self):
         argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
         self.server = Process(argv, os.path.join(self.root, "moto.log"), cwd=self.root)
-        wait_until(self._ready, 60, "the S3 server (log: %s)" % self.server.log_path)
+        wait_for(self._ready, 60, "the S3 server (log: %s)" % self.server.log_path)
         self.client().create_bucket(Bucket=BUCKET)
         return self
 
@@ -392,13 +381,13 @@ class DagsterCluster:
         for name in self.locations:
             self._start_code_server(name)
         for name in self.locations:
-            wait_until(lambda n=name: self._code_server_up(n), 180, "code server %s" % name, interval=1)
+            wait_for(lambda n=name: self._code_server_up(n), 180, "code server %s" % name, interval=1)
         self.webserver = Process(
             [sys.executable, "-m", "dagster_webserver", "-w", self.workspace, "-h", "127.0.0.1", "-p", str(self.port)],
             self._log("webserver"), env=self.env, cwd=self.root,
         )
         self.start_daemon()
-        wait_until(self._webserver_up, 180, "the Dagster webserver (log: %s)" % self.webserver.log_path, interval=1)
+        wait_for(self._webserver_up, 180, "the Dagster webserver (log: %s)" % self.webserver.log_path, interval=1)
         return self
 
     def _webserver_up(self):
@@ -406,7 +395,7 @@ class DagsterCluster:
         try:
             with urllib.request.urlopen(self.url + "/server_info", timeout=5) as resp:
                 return resp.status == 200
-        except OSError:
+        except (OSError, http.client.HTTPException):  # not up yet, or not HTTP: keep polling while it is alive
             return False
 
     def start_daemon(self, wait=True):
@@ -414,7 +403,7 @@ class DagsterCluster:
                               self._log("daemon"), env=self.env, cwd=self.root)
         if wait:
             started = time.time()
-            wait_until(lambda: self._daemon_beating(started), 180, "the daemon's heartbeat", interval=1)
+            wait_for(lambda: self._daemon_beating(started), 180, "the daemon's heartbeat", interval=1)
         return self.daemon
 
     def _daemon_beating(self, since):
@@ -430,7 +419,7 @@ class DagsterCluster:
     def start_code_server(self, name):
         """Start code server ``name`` again, on its port, and wait until it answers."""
         self._start_code_server(name)
-        wait_until(lambda: self._code_server_up(name), 180, "code server %s to come back" % name, interval=1)
+        wait_for(lambda: self._code_server_up(name), 180, "code server %s to come back" % name, interval=1)
 
     def instance(self):
         """The cluster's instance, for ``with``: one per cluster (opening one checks the schema, which costs
@@ -477,7 +466,7 @@ class DagsterCluster:
                 runs = {r: inst.get_run_by_id(r) for r in run_ids}
             return runs if all(r is not None and r.is_finished for r in runs.values()) else None
 
-        return wait_until(finished, timeout, "runs %s to finish" % ", ".join(run_ids), interval=2)
+        return wait_for(finished, timeout, "runs %s to finish" % ", ".join(run_ids), interval=2)
 
     def explain(self, run_id, n=40):
         """The last ``n`` error-level messages of a run's event log: what an assertion should show."""

@@ -24,7 +24,7 @@ from dagster import DagsterEventType, DagsterRunStatus, RunsFilter
 
 from metaflow_dagster.runtime import ORIGIN_RUN_TAG, metaflow_run_id
 from tests.e2e.test_shapes import SHAPES
-from tests.helpers import FLOWS, REPO, flow_literal
+from tests.helpers import FLOWS, REPO, flow_literal, wait_for
 from tests.infra import (  # noqa: F401 (postgres, s3: pytest fixtures)
     BIN,
     DagsterCluster,
@@ -33,7 +33,6 @@ from tests.infra import (  # noqa: F401 (postgres, s3: pytest fixtures)
     free_port,
     postgres,
     s3,
-    wait_until,
 )
 
 # Shapes whose runtime paths differ when the datastore is remote: foreach cardinality and switch choices read
@@ -96,7 +95,7 @@ def test_deploy_walkthrough(postgres, s3, tmp_path):  # noqa: F811
             if kind == "server":
                 servers[arg] = Process(shlex.split(expand(body)), str(tmp_path / (arg + ".log")), env=env,
                                        cwd=str(tmp_path))
-                wait_until(lambda n=arg: _serving(n, servers[n], env), 180, "the %s of the walkthrough" % arg, 1)
+                wait_for(lambda n=arg: _serving(n, servers[n], env), 180, "the %s of the walkthrough" % arg, 1)
                 continue
             for line in body.strip().splitlines():
                 proc = subprocess.run(shlex.split(expand(line), comments=True), cwd=str(src), env=env,
@@ -111,7 +110,7 @@ def test_deploy_walkthrough(postgres, s3, tmp_path):  # noqa: F811
             if kind == "launch":
                 with _instance(home) as inst:
                     (run_id,) = [r.run_id for r in inst.get_runs()]
-                wait_until(lambda r=run_id: _finished(home, r), RUN_TIMEOUT, "the walkthrough's run", 2)
+                wait_for(lambda r=run_id: _finished(home, r), RUN_TIMEOUT, "the walkthrough's run", 2)
                 with _instance(home) as inst:
                     assert inst.get_run_by_id(run_id).status == DagsterRunStatus.SUCCESS, servers["daemon"].log_tail()
     finally:
@@ -264,7 +263,7 @@ def test_event_over_http_starts_a_run_and_never_reaches_a_shell(dist):
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     event_id = proc.stdout.strip()
-    runs = wait_until(lambda: [r for r in runs_of(dist, "TriggeredFlow") if r.is_finished], RUN_TIMEOUT,
+    runs = wait_for(lambda: [r for r in runs_of(dist, "TriggeredFlow") if r.is_finished], RUN_TIMEOUT,
                       "the triggered run", interval=2)
     assert len(runs) == 1 and runs[0].status == DagsterRunStatus.SUCCESS, dist.explain(runs[0].run_id)
     run = metaflow_run("TriggeredFlow", runs[0])
@@ -278,7 +277,7 @@ def test_trigger_on_finish_chain_runs_across_code_servers(dist, launched):
     head = dist.wait_runs([launched["chain"]], RUN_TIMEOUT)[launched["chain"]]
     assert head.status == DagsterRunStatus.SUCCESS
     a = metaflow_run("ChainAFlow", head)
-    (b_drun,) = wait_until(lambda: [r for r in runs_of(dist, "chain_user_tester_ChainBFlow") if r.is_finished],
+    (b_drun,) = wait_for(lambda: [r for r in runs_of(dist, "chain_user_tester_ChainBFlow") if r.is_finished],
                            RUN_TIMEOUT, "ChainBFlow", interval=2)
     assert b_drun.status == DagsterRunStatus.SUCCESS, dist.explain(b_drun.run_id)
     b = metaflow_run("ChainBFlow", b_drun)

@@ -17,8 +17,8 @@ from dagster import DagsterEventType, DagsterRunStatus, RunsFilter
 
 from metaflow_dagster.events import DagsterEvent
 from metaflow_dagster.runtime import metaflow_run_id
-from tests.helpers import FLOWS
-from tests.infra import DagsterCluster, deploy, postgres, s3, wait_until  # noqa: F401 (pytest fixtures)
+from tests.helpers import FLOWS, wait_for
+from tests.infra import DagsterCluster, deploy, postgres, s3  # noqa: F401 (pytest fixtures)
 
 FIXTURES = ["trigger_flow.py", "sleepy_flow.py", "killed_step_flow.py"]
 SENSOR = "TriggeredFlow_on_data_ready"
@@ -100,10 +100,10 @@ def count_exactly_once(cluster, what, published, extra_ticks=2):
     def wanted():
         return [r for r in sensor_runs(cluster) if r.run_config["ops"]["start"]["config"]["who"] in published]
 
-    wait_until(lambda: len(wanted()) >= len(published), RUN_TIMEOUT, "%d runs for %s" % (len(published), what),
+    wait_for(lambda: len(wanted()) >= len(published), RUN_TIMEOUT, "%d runs for %s" % (len(published), what),
                interval=1)
     ticks = sensor_ticks(cluster)
-    wait_until(lambda: sensor_ticks(cluster) >= ticks + extra_ticks, 120, "more sensor ticks", interval=1)
+    wait_for(lambda: sensor_ticks(cluster) >= ticks + extra_ticks, 120, "more sensor ticks", interval=1)
     whos = [r.run_config["ops"]["start"]["config"]["who"] for r in wanted()]
     lost = len(set(published) - set(whos))
     duplicated = len(whos) - len(set(whos))
@@ -135,7 +135,7 @@ def test_code_server_restarted_during_a_run(cluster, launched):
             return any(e.dagster_event.step_key == "nap"
                        for e in inst.all_logs(first, of_type=DagsterEventType.STEP_START))
 
-    wait_until(napping, RUN_TIMEOUT, "step nap to start", interval=1)
+    wait_for(napping, RUN_TIMEOUT, "step nap to start", interval=1)
     # SIGKILL: on SIGTERM a code server drains, waiting for its runs to finish before it exits.
     cluster.kill_code_server("SleepyFlow", signal.SIGKILL)
     with cluster.instance() as inst:
@@ -166,7 +166,7 @@ def test_step_process_sigkilled_is_retried_with_the_next_retry_count(cluster, la
                     return int(e.user_message.split()[2])
         return None
 
-    pid = wait_until(step_pid, RUN_TIMEOUT, "step work to report its pid", interval=1)
+    pid = wait_for(step_pid, RUN_TIMEOUT, "step work to report its pid", interval=1)
     os.kill(pid, signal.SIGKILL)
     drun = cluster.wait_runs([rid], RUN_TIMEOUT)[rid]
     assert drun.status == DagsterRunStatus.SUCCESS, cluster.explain(rid)
@@ -189,9 +189,9 @@ def test_step_process_sigkilled_is_retried_with_the_next_retry_count(cluster, la
 
 
 def test_daemon_sigkilled_during_sensor_ticks(cluster):
-    wait_until(lambda: sensor_ticks(cluster) > 0, 120, "the sensor's first tick")
+    wait_for(lambda: sensor_ticks(cluster) > 0, 120, "the sensor's first tick")
     published = publish("kill", 60)
-    wait_until(lambda: len(sensor_runs(cluster)) > 0, RUN_TIMEOUT, "the first runs", interval=0.5)
+    wait_for(lambda: len(sensor_runs(cluster)) > 0, RUN_TIMEOUT, "the first runs", interval=0.5)
     cluster.daemon.kill(signal.SIGKILL)
     created = len(sensor_runs(cluster))
     cluster.start_daemon()
@@ -203,7 +203,7 @@ def test_daemon_sigkilled_during_sensor_ticks(cluster):
 def test_postgres_restarted_between_ticks(cluster):
     """Last: a database restart cuts every connection, also those of runs in progress."""
     before = publish("pg-before", 30)
-    wait_until(lambda: any(r.run_config["ops"]["start"]["config"]["who"].startswith("pg-before")
+    wait_for(lambda: any(r.run_config["ops"]["start"]["config"]["who"].startswith("pg-before")
                            for r in sensor_runs(cluster)), RUN_TIMEOUT, "the first runs", interval=0.5)
     cluster.postgres.restart()
     after = publish("pg-after", 15)
@@ -212,7 +212,7 @@ def test_postgres_restarted_between_ticks(cluster):
         indexed = len(inst.get_runs(filters=RunsFilter(job_name="TriggeredFlow", tags={"dagster/sensor_name": SENSOR})))
     print("Postgres restart: %d sensor runs missing from Dagster's tag index" % (len(sensor_runs(cluster)) - indexed))
     assert cluster.daemon.alive() and cluster.webserver.alive(), "the servers ride out the restart"
-    wait_until(lambda: webserver_answers(cluster), 60, "the webserver to answer again")
+    wait_for(lambda: webserver_answers(cluster), 60, "the webserver to answer again")
 
 
 def _error_chain(error):
