@@ -244,6 +244,43 @@ all_in(const char *s, const char *extra)
 }
 
 /*
+ * Checks the options of @trigger or @trigger_on_finish (``deco``), which the sensors read: ``interval`` (seconds
+ * between ticks, a positive integer), ``reset_at`` ({"cron", "timezone"}: drop waiting events older than the
+ * last tick of the cron) and, for @trigger only, ``secret_env`` (the name of the environment variable holding the
+ * key that events must be signed with; only the name is ever written). An option the sensors would not read is
+ * an error: a misspelt ``secret_env`` must not leave events unauthenticated without a word.
+ */
+static void
+check_trigger_options(Compile *c, const MfdValue *opts, const char *deco, int signed_events)
+{
+	const Member *m;
+	const MfdValue *cron;
+	size_t i;
+
+	if (!opts || opts->kind != VAL_OBJECT)
+		return;
+	for (i = 0; i < opts->u.obj.n; i++) {
+		m = &opts->u.obj.v[i];
+		if (!strcmp(m->key, "interval")) {
+			if (m->value->kind != VAL_INT || m->value->u.i < 1 || m->value->u.i > 86400)
+				error_at(c, NULL, "%s option interval must be a whole number of seconds from 1 to 86400", deco);
+		} else if (!strcmp(m->key, "reset_at")) {
+			cron = m->value->kind == VAL_OBJECT ? mfd_object_get(m->value, "cron") : NULL;
+			if (!cron || cron->kind != VAL_STRING || !*cron->u.str.s)
+				error_at(c, NULL, "%s option reset_at must be {\"cron\": \"...\", \"timezone\": \"...\"}", deco);
+		} else if (signed_events && !strcmp(m->key, "secret_env")) {
+			if (m->value->kind != VAL_STRING || !all_in(m->value->u.str.s, "_") ||
+			    isdigit((unsigned char)m->value->u.str.s[0]))
+				error_at(c, NULL, "%s option secret_env must name an environment variable (letters, digits and "
+					"'_', not starting with a digit), not hold the secret itself", deco);
+		} else {
+			error_at(c, NULL, "%s has no option %s (it takes interval, reset_at%s)", deco, quote(c, m->key),
+				signed_events ? " and secret_env" : "");
+		}
+	}
+}
+
+/*
  * Checks @trigger as Metaflow defines it: valid event names, mappings from existing Parameters to valid
  * payload field names, and each Parameter fed by one event at most.
  */
@@ -260,6 +297,7 @@ check_triggers(Compile *c)
 		return;
 	if (t->nevents == 0)
 		error_at(c, NULL, "@trigger names no event");
+	check_trigger_options(c, mfd_object_get(t->value, "options"), "@trigger", 1);
 	for (i = 0; i < t->nevents; i++)
 		total += t->events[i].nparams;
 	seen = mfd_alloc(c->arena, (total + 1) * sizeof *seen);
@@ -308,6 +346,7 @@ check_finish(Compile *c)
 		return;
 	if (t->nflows == 0)
 		error_at(c, NULL, "@trigger_on_finish names no flow");
+	check_trigger_options(c, t->options, "@trigger_on_finish", 0);
 	for (i = 0; i < t->nflows; i++) {
 		u = &t->flows[i];
 		if (!u->flow)

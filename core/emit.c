@@ -299,6 +299,14 @@ emit_flow(StrBuf *o, const Flow *f, const Plan *p)
 	mfd_sb_puts(o, ",\n");
 	key_str(o, "file_sha256", f->file_sha256, 1);
 	mfd_sb_puts(o, ",\n");
+	if (f->package) {
+		mfd_sb_puts(o, "\"code_package\": {");
+		key_str(o, "url", f->package->url, 1);
+		key_str(o, "sha", f->package->sha, 0);
+		key(o, "metadata", 0);
+		mfd_sb_pyvalue(o, f->package->metadata);
+		mfd_sb_puts(o, "},\n");
+	}
 	key_str(o, "job_name", f->job_name, 1);
 	mfd_sb_puts(o, ",\n");
 	key_str(o, "start_step", f->start.name, 1);

@@ -338,10 +338,18 @@ typedef struct Options {
 	int emit_step_events;
 } Options;
 
+/* The flow's code package in the datastore (`create --code-package`): tasks run from it, not the flow file. */
+typedef struct CodePackage {
+	const char *url;         /* where `create` uploaded it */
+	const char *sha;         /* its sha1, hex: workers check the download against it */
+	const MfdValue *metadata; /* Metaflow's package metadata, as given */
+} CodePackage;
+
 typedef struct Flow {
 	const char *name;
 	const char *file;
 	const char *file_sha256;
+	CodePackage *package;   /* or NULL: tasks run the flow file where it is */
 	const char *job_name;
 	const char *doc;
 	StepRef start;          /* start_step */

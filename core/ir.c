@@ -482,11 +482,33 @@ read_finish(Compile *c, const MfdValue *flow)
 	return t;
 }
 
+/* flow.code_package: null, or {"url", "sha", "metadata"} of the package `create` uploaded. */
+static CodePackage *
+read_code_package(Compile *c, const MfdValue *flow)
+{
+	static const char *const known[] = {"url", "sha", "metadata", NULL};
+	const MfdValue *v = get(c, flow, "flow", "code_package");
+	CodePackage *p;
+
+	if (!v || v->kind == VAL_NULL || !is(c, v, VAL_OBJECT, "flow", "code_package", "object or null"))
+		return NULL;
+	schema(c, v, "flow.code_package", known);
+	p = mfd_alloc(c->arena, sizeof *p);
+	p->url = str_field(c, v, "flow.code_package", "url");
+	p->sha = str_field(c, v, "flow.code_package", "sha");
+	p->metadata = get(c, v, "flow.code_package", "metadata");
+	if (p->url && !*p->url)
+		bad(c, "flow.code_package", "url", "is empty");
+	if (p->sha && (strlen(p->sha) != 40 || strspn(p->sha, "0123456789abcdef") != 40))
+		bad(c, "flow.code_package", "sha", "must be 40 lower-case hex digits (a sha1), got '%s'", p->sha);
+	return p;
+}
+
 static void
 read_flow(Compile *c, const MfdValue *ir, Flow *f)
 {
 	static const char *const known[] = {"name", "file", "file_sha256", "job_name", "start_step", "end_step",
-		"doc", "project", "decorators", "triggers", "trigger_on_finish", "schedule", NULL};
+		"doc", "project", "decorators", "triggers", "trigger_on_finish", "schedule", "code_package", NULL};
 	static const char *const schedule_fields[] = {"cron", "timezone", NULL};
 	static const char *const project_fields[] = {"name", "branch", "flow_name", "production", NULL};
 	const MfdValue *v = obj_field(c, ir, "", "flow"), *p;
@@ -497,6 +519,7 @@ read_flow(Compile *c, const MfdValue *ir, Flow *f)
 	f->name = str_field(c, v, "flow", "name");
 	f->file = str_field(c, v, "flow", "file");
 	f->file_sha256 = str_field(c, v, "flow", "file_sha256");
+	f->package = read_code_package(c, v);
 	f->job_name = str_field(c, v, "flow", "job_name");
 	f->start.name = str_field(c, v, "flow", "start_step");
 	f->end.name = str_field(c, v, "flow", "end_step");

@@ -91,7 +91,8 @@ build(const StepSpec *spec, size_t n)
 	size_t i;
 
 	flow = J("{\"name\": \"TFlow\", \"file\": \"/src/t.py\", \"file_sha256\": \"00\", \"job_name\": \"TFlow\","
-		" \"doc\": \"\", \"project\": null, \"decorators\": [], \"triggers\": null, \"trigger_on_finish\": null, \"schedule\": null}");
+		" \"doc\": \"\", \"project\": null, \"decorators\": [], \"triggers\": null, \"trigger_on_finish\": null, \"schedule\": null,"
+		" \"code_package\": null}");
 	put(flow, "start_step", S(spec[0].name));
 	put(flow, "end_step", S(spec[n - 1].name));
 	for (i = 0; i < n; i++) {

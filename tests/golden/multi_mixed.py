@@ -20,6 +20,7 @@ FLOW_ScheduleCronFlow = {
     "name": "ScheduleCronFlow",
     "file": "/src/schedule_cron_flow.py",
     "file_sha256": "f16b9a69086c0f072d032158fe983e247443cc70257eece9c063ed7b507a2e8c",
+    "code_package": {"url": "s3://bucket/metaflow/ScheduleCronFlow/data/2f/2f0c3bd1a2e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8", "sha": "2f0c3bd1a2e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8", "metadata": "{\"version\": 0, \"archive_format\": \"tgz\", \"mfcontent_version\": 1}"},
     "job_name": "ScheduleCronFlow",
     "start_step": "start",
     "end_step": "end",
