@@ -33,7 +33,6 @@ from .dagster_compiler import (
     build_ir,
     compile_ir,
     package_code,
-    with_code_package,
 )
 
 
@@ -131,22 +130,19 @@ def create(obj, file, tags, namespace, max_workers, workflow_timeout, emit_step_
         obj, tags=tags or (), namespace=namespace, max_workers=max_workers, workflow_timeout=workflow_timeout,
         emit_step_events=emit_step_events,
     )
+    if ir_only and add_flows:
+        raise DagsterException("--ir-only prints the IR of one flow: run it on each flow file, not with --add-flow")
+    # Before the IR is printed too: it is exactly what `create` compiles (the package is content-addressed, so
+    # uploading it again stores nothing new).
+    ir["flow"]["code_package"] = package_code(obj, code_package)
     if ir_only:
-        if add_flows:
-            raise DagsterException("--ir-only prints the IR of one flow: run it on each flow file, not with --add-flow")
         click.echo(json.dumps(ir, indent=2, sort_keys=True))
         return
     irs = [ir]
     if add_flows:
-        if code_package == "always" or (code_package == "auto" and obj.flow_datastore.TYPE != "local"):
-            raise DagsterException(
-                "--add-flow is not supported with a code package yet (--code-package %s, datastore %s): each flow "
-                "would need its own package. Deploy the flows to separate files, or give --code-package never "
-                "when every worker can read the flow files" % (code_package, obj.flow_datastore.TYPE)
-            )
         create_args = [a for t in tags or () for a in ("--tag", t)] + [
             "--max-workers", str(max_workers), "--workflow-timeout", str(workflow_timeout),
-            "--emit-step-events" if emit_step_events else "--no-emit-step-events",
+            "--emit-step-events" if emit_step_events else "--no-emit-step-events", "--code-package", code_package,
         ] + (["--namespace", namespace] if namespace is not None else [])
         irs += _added_irs(obj, ir, add_flows, create_args)
     home = dep.dagster_home()
@@ -163,8 +159,6 @@ def create(obj, file, tags, namespace, max_workers, workflow_timeout, emit_step_
     if home:
         _check_not_served_elsewhere(dep.Workspace(home), name, jobs)
     text = compile_ir(*irs)
-    if len(irs) == 1:
-        text = with_code_package(text, package_code(obj, code_package))
     write_atomic(file, text)
     flows = ", ".join("*%s*" % x["flow"]["name"] for x in irs)
     obj.echo("Wrote Dagster definitions for %s to *%s*." % (flows, file), bold=True)

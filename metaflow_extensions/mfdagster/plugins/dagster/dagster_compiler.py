@@ -196,6 +196,7 @@ def build_ir(obj, tags=(), namespace=None, max_workers=16, workflow_timeout=0, e
             "name": flow.name,
             "file": flow_file,
             "file_sha256": sha,
+            "code_package": None,  # set by `create` (package_code)
             "job_name": _job_name(flow.name),
             "start_step": graph.start_step,
             "end_step": graph.end_step,
@@ -285,20 +286,3 @@ def package_code(obj, mode="auto"):
     url, sha = obj.flow_datastore.save_data([package.blob], len_hint=1)[0]
     obj.echo("Uploaded the code package of *%s* to %s." % (obj.flow.name, url))
     return {"url": url, "sha": sha, "metadata": package.package_metadata}
-
-
-def with_code_package(text, package):
-    """``text`` (a generated definitions file) with ``package`` recorded in its FLOW literal.
-
-    Until the C core emits the IR field ``flow.code_package`` itself, the entry is added here, right after
-    ``"file_sha256"``, in the core's literal style (JSON strings are Python string literals).
-    """
-    if package is None:
-        return text
-    anchor = '\n    "file_sha256": '
-    at = text.index(anchor)
-    at = text.index("\n", at + 1) + 1
-    entry = '    "code_package": {%s},\n' % ", ".join(
-        "%s: %s" % (json.dumps(k), json.dumps(package[k], ensure_ascii=False)) for k in ("url", "sha", "metadata")
-    )
-    return text[:at] + entry + text[at:]
