@@ -597,11 +597,13 @@ class FlowRuntime:
         # Metaflow reads these when it is first imported. Setting them before any import (the forkserver
         # preloads Metaflow after this module loads) makes the warm workers see the deploy-time settings.
         os.environ.update(self._settings_env())
+        self._package_env = {}
         if package and check_stale:
             # Tasks run the flow file of the code package, never the one `create` read: this machine may
             # not have it. Every path the runtime derives (command, working directory) follows FLOW["file"].
             self.flow = dict(flow, file=self._code_package_flow_file(package))
-            os.environ.update(self._code_package_env(package))
+            # Given to this flow's tasks only (_env): in a file of several flows each has its own package.
+            self._package_env = self._code_package_env(package)
 
     # ----- load-time checks and job-level objects -------------------------------------------------------
 
@@ -843,6 +845,7 @@ class FlowRuntime:
         env.pop("METAFLOW_FLOW_CONFIG", None)
         env.pop("METAFLOW_FLOW_CONFIG_VALUE", None)
         env["METAFLOW_DAGSTER_DEPLOYED"] = "1"
+        env.update(self._package_env)
         if step is not None:
             env.update(self.steps[step]["env"])
         env.update(extra or {})
