@@ -9,9 +9,14 @@ SQLite on one machine, Postgres across many, whatever the Dagster instance uses.
 in ``DAGSTER_HOME``; with one it posts to the webserver's ``/report_asset_materialization`` endpoint.
 ``python -m metaflow_dagster.events publish NAME --payload JSON [--url URL]`` (also ``metaflow-dagster
 event publish``) is the command-line form.
+
+Behind an authenticating reverse proxy, ``access_token`` (sent as ``Authorization: Bearer``, as ArgoEvent
+does) or ``headers`` authenticate the POST. For ``@trigger(options={"secret_env": NAME})`` the publisher
+signs the event with ``secret`` (the key in NAME): the sensor skips events whose signature does not match.
 """
 
 import argparse
+import base64
 import json
 import os
 import re
@@ -53,13 +58,19 @@ class DagsterEvent:
     name : str or callable returning str
         The event name (``^[A-Za-z0-9_.-]+$``), or e.g. ``namespaced_event_name("foo")``.
     url : str, optional
-        The Dagster webserver (``http://host:3000``). Without it the event is written to the instance
-        in ``DAGSTER_HOME``.
+        The Dagster webserver (``http://host:3000``), or the reverse proxy in front of it. Without it the
+        event is written to the instance in ``DAGSTER_HOME``.
     payload : dict, optional
         Fields delivered with the event; triggered flows map them to their Parameters.
+    access_token : str, optional
+        Sent as ``Authorization: Bearer <token>`` with the POST to ``url``.
+    headers : dict, optional
+        More HTTP headers for the POST (``{"Authorization": "Basic ..."}`` for a basic-auth proxy).
+    secret : str, optional
+        Signs the event (field ``signature``) for flows whose ``@trigger`` names a ``secret_env``.
     """
 
-    def __init__(self, name, url=None, payload=None):
+    def __init__(self, name, url=None, payload=None, access_token=None, headers=None, secret=None):
         if callable(name):
             name = name()
         if not isinstance(name, str) or not VALID_NAME.match(name):
@@ -67,6 +78,10 @@ class DagsterEvent:
         self._name = name
         self._url = url
         self._payload = dict(payload or {})
+        self._headers = dict(headers or {})
+        if access_token:
+            self._headers["Authorization"] = "Bearer %s" % access_token
+        self._secret = secret
 
     def add_to_payload(self, key, value):
         """Set payload field ``key`` to ``str(value)``, as ArgoEvent does. Returns self."""
@@ -83,6 +98,10 @@ class DagsterEvent:
             print("Dagster event (%s) was not published: not running on Dagster." % self._name, file=sys.stderr)
             return None
         event = envelope(self._name, {**self._payload, **(payload or {})})
+        if self._secret:
+            from metaflow_dagster.runtime import SIGNATURE_FIELD, event_signature
+
+            event[SIGNATURE_FIELD] = event_signature(event, self._secret)
         try:
             if self._url:
                 self._post(event)
@@ -112,7 +131,7 @@ class DagsterEvent:
             self._url.rstrip("/"), EVENT_ASSET_PREFIX, urllib.parse.quote(self._name),
         )
         request = urllib.request.Request(
-            url, method="POST", headers={"Content-Type": "application/json"},
+            url, method="POST", headers={**self._headers, "Content-Type": "application/json"},
             data=json.dumps({"metadata": event}).encode("utf-8"),
         )
         try:
@@ -120,17 +139,33 @@ class DagsterEvent:
                 response.read()
         except urllib.error.HTTPError as e:
             body = e.read().decode("utf-8", "replace")
-            raise DagsterEventException("%s answered %d: %s" % (url, e.code, body)) from None
+            raise DagsterEventException("%s answered %d: %s" % (url, e.code, body[:300].strip())) from None
+
+
+def _from_env(parser, event, option, name):
+    """The value of the environment variable ``name`` that ``option`` names (never a secret on the command line)."""
+    if name is None:
+        return None
+    value = os.environ.get(name)
+    if not value:
+        parser.error("event %s: %s names %s, which is not set" % (event, option, name))
+    return value
 
 
 def main(argv=None):
-    """``publish NAME --payload JSON [--url URL]``: exit 0 on success, 2 on bad input, 1 when publishing fails."""
+    """``publish NAME --payload JSON [--url URL] [auth]``: exit 0 on success, 2 on bad input, 1 when publishing fails.
+
+    Credentials come from environment variables named on the command line, so they never show in ``ps``.
+    """
     parser = argparse.ArgumentParser(prog="metaflow-dagster event", description="Publish a Metaflow event to Dagster.")
     sub = parser.add_subparsers(dest="command", required=True)
     pub = sub.add_parser("publish", help="publish event NAME")
     pub.add_argument("name")
     pub.add_argument("--payload", default="{}", help="JSON object of payload fields")
     pub.add_argument("--url", default=None, help="Dagster webserver URL (default: the instance in DAGSTER_HOME)")
+    pub.add_argument("--secret-env", metavar="VAR", help="sign the event with the key in $VAR (@trigger secret_env)")
+    pub.add_argument("--access-token-env", metavar="VAR", help="send 'Authorization: Bearer $VAR' to --url")
+    pub.add_argument("--basic-auth-env", metavar="VAR", help="send $VAR ('user:password') as basic auth to --url")
     args = parser.parse_args(argv)
     try:
         payload = json.loads(args.payload)
@@ -138,8 +173,16 @@ def main(argv=None):
         parser.error("event %s: --payload is not valid JSON: %s" % (args.name, e))
     if not isinstance(payload, dict):
         parser.error("event %s: --payload must be a JSON object, got %s" % (args.name, type(payload).__name__))
+    secret = _from_env(parser, args.name, "--secret-env", args.secret_env)
+    token = _from_env(parser, args.name, "--access-token-env", args.access_token_env)
+    basic = _from_env(parser, args.name, "--basic-auth-env", args.basic_auth_env)
+    if (token or basic) and not args.url:
+        parser.error("event %s: --access-token-env and --basic-auth-env go with --url" % args.name)
+    headers = {"Authorization": "Basic " + base64.b64encode(basic.encode("utf-8")).decode("ascii")} if basic else None
     try:
-        event_id = DagsterEvent(args.name, url=args.url, payload=payload).publish(ignore_errors=False)
+        event = DagsterEvent(args.name, url=args.url, payload=payload, access_token=token, headers=headers,
+                             secret=secret)
+        event_id = event.publish(ignore_errors=False)
     except DagsterEventException as e:
         print("error: %s" % e, file=sys.stderr)
         return 1

@@ -24,6 +24,7 @@ files; the environment of a task is built from an allowlist, never copied whole.
 
 import gc
 import hashlib
+import hmac
 import json
 import logging
 import os
@@ -1283,6 +1284,18 @@ def event_asset_key(name):
     return AssetKey([EVENT_ASSET_PREFIX, name])
 
 
+SIGNATURE_FIELD = "signature"
+
+
+def event_signature(fields, secret):
+    """The signature of an event for ``@trigger(options={"secret_env": NAME})``: ``sha256=`` and the hex
+    HMAC-SHA256, keyed with ``secret``, of every field but ``signature`` as canonical JSON (keys sorted, no
+    spaces, UTF-8). The event's ``id`` is signed, so a replayed event has the run key of the first one."""
+    body = json.dumps({k: v for k, v in fields.items() if k != SIGNATURE_FIELD},
+                      sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
 def coerce_param(ptype, value, where):
     """``value`` from an event payload converted to a Parameter of type ``ptype``, as run config."""
     if isinstance(value, (dict, list)) and ptype != "json":
@@ -1346,7 +1359,9 @@ class EventSensorLogic:
     of its lower-cased name). Several events mean AND: the latest of each waits in the cursor until all
     have arrived; ``options["reset_at"]`` (``{"cron", "timezone"}``) drops waiting events older than the
     latest cron tick. An event carrying the id of the last one of its name that fired is a re-send (a
-    retried task publishes its end event again) and is dropped.
+    retried task publishes its end event again) and is dropped. With ``options["secret_env"]`` an event
+    whose ``signature`` is missing or is not ``event_signature`` of its fields under that variable's key is
+    skipped, with the reason.
 
     The cursor is ``{"after": {event: storage id}, "pending": {event: event}, "fired": {event: id}}``.
     Without a cursor (a new sensor) only events written after ``since`` count, so deploying a flow does not
@@ -1397,6 +1412,32 @@ class EventSensorLogic:
         cron = " ".join(reset["cron"].replace("?", "*").split()[:5])
         return next(reverse_cron_string_iterator(now, cron, reset.get("timezone") or "UTC")).timestamp()
 
+    def _secret(self):
+        """The key events must be signed with, or None. A key named but not set stops the tick (the sensor
+        fails and keeps its cursor) rather than skip or accept every event until it is set."""
+        name = self.options.get("secret_env")
+        if not name:
+            return None
+        secret = os.environ.get(name)
+        if not secret:
+            raise RuntimeError("@trigger(options={'secret_env': %r}): the variable is not set where this sensor runs "
+                               "(the code server); events wait until it is" % name)
+        return secret
+
+    def _unsigned(self, event, secret):
+        """Why ``event`` fails the signature check with ``secret`` (None when it passes or none is asked for)."""
+        if secret is None:
+            return None
+        given = event["payload"].get(SIGNATURE_FIELD)
+        if not isinstance(given, str) or not given:
+            return "it is not signed (%s requires a %r field)" % (self.options["secret_env"], SIGNATURE_FIELD)
+        if not hmac.compare_digest(given.encode("utf-8"), event_signature(event["payload"], secret).encode("utf-8")):
+            return "its signature does not match the key in %s" % self.options["secret_env"]
+        if not event["payload"].get("id"):
+            # Without an id of its own an event gets its storage id, new on every post: a replay would run again.
+            return "it is signed but has no 'id' field, so a replay of it could not be told apart"
+        return None
+
     @staticmethod
     def _mismatch(spec, event):
         """The first filter field ``event`` fails, or None when it is for this flow."""
@@ -1412,6 +1453,7 @@ class EventSensorLogic:
         """
         from dagster import AssetRecordsFilter
 
+        secret = self._secret()
         state = json.loads(cursor) if cursor else {"after": {}, "pending": {}}
         fired_ids = state.setdefault("fired", {})
         requests, skipped = [], []
@@ -1444,6 +1486,11 @@ class EventSensorLogic:
                     except BadEvent as e:
                         log.warning("skipping event %s at storage id %d: %s" % (name, record.storage_id, e))
                         skipped.append((name, None, str(e)))
+                        continue
+                    unsigned = self._unsigned(event, secret)
+                    if unsigned:
+                        log.warning("skipping event %s (id %s): %s" % (name, event["id"], unsigned))
+                        skipped.append((name, event["id"], unsigned))
                         continue
                     field = self._mismatch(specs[name], event)
                     if field is not None:

@@ -10,7 +10,7 @@ import pytest
 from dagster import AssetKey, AssetMaterialization, instance_for_test
 
 from metaflow_dagster.events import DagsterEvent, DagsterEventException, envelope
-from metaflow_dagster.runtime import EventSensorLogic, coerce_param, event_asset_key
+from metaflow_dagster.runtime import EventSensorLogic, coerce_param, event_asset_key, event_signature
 
 LOG = logging.getLogger("test-events")
 
@@ -162,3 +162,56 @@ def test_dagster_event_is_a_metaflow_integration():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "metaflow_dagster.events"
+
+
+def test_signed_events_pass_and_unsigned_or_forged_ones_are_skipped(monkeypatch, caplog):
+    triggers = {"events": [{"name": "go", "parameters": {}}], "options": {"secret_env": "GO_SECRET"}}
+    logic = EventSensorLogic(flow(triggers), triggers)
+    with instance_for_test() as instance:
+        monkeypatch.delenv("GO_SECRET", raising=False)
+        early = publish(instance, "go", who="early")
+        # No key where the sensor runs: the tick fails and keeps its cursor, so nothing is consumed.
+        with pytest.raises(RuntimeError, match="GO_SECRET.*not set"):
+            logic.tick(instance, None, 0, LOG)
+        monkeypatch.setenv("GO_SECRET", "k3y-ünï")
+        good = envelope("go", {"who": "$(id)", "alpha": 0.25, "cfg": {"k": [1, None]}, "flag": True})
+        good["signature"] = event_signature(good, "k3y-ünï")
+        forged = dict(good, id="forged-id", who="mallory")       # a signed event with a field changed
+        no_id = {"who": "anon"}
+        no_id["signature"] = event_signature(no_id, "k3y-ünï")
+        wrong_key = envelope("go", {"who": "eve"})
+        wrong_key["signature"] = event_signature(wrong_key, "another key")
+        for event in (good, forged, no_id, wrong_key):
+            instance.report_runless_asset_event(AssetMaterialization(asset_key=event_asset_key("go"), metadata=event))
+        with caplog.at_level(logging.WARNING):
+            requests, skipped, _ = logic.tick(instance, None, 0, LOG)
+        # "early" was never signed: it is skipped now, with the three others read in order.
+        assert [r[0] for r in requests] == [good["id"]]
+        assert requests[0][1] == {"who": "$(id)", "alpha": 0.25, "cfg": '{"k": [1, null]}', "flag": True}
+        reasons = {event_id: reason for _, event_id, reason in skipped}
+        assert len(skipped) == 4 and "not signed" in reasons[early]
+        assert any("no 'id' field" in r for r in reasons.values())
+        assert "does not match" in reasons["forged-id"] and "does not match" in reasons[wrong_key["id"]]
+        assert "GO_SECRET" in caplog.text and "k3y" not in caplog.text
+
+
+def test_publisher_signs_and_the_sensor_checks_through_the_cli(tmp_path):
+    env = dict(os.environ, DAGSTER_HOME=str(tmp_path), GO_SECRET="s3cret")
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    argv = [sys.executable, "-m", "metaflow_dagster.events", "publish", "go", "--payload", '{"who": "cli"}']
+    ok = subprocess.run(argv + ["--secret-env", "GO_SECRET"], env=env, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    unset = subprocess.run(argv + ["--secret-env", "NOPE_UNSET"], env=env, capture_output=True, text=True)
+    assert unset.returncode == 2 and "NOPE_UNSET" in unset.stderr and "go" in unset.stderr
+    no_url = subprocess.run(argv + ["--basic-auth-env", "GO_SECRET"], env=env, capture_output=True, text=True)
+    assert no_url.returncode == 2 and "--url" in no_url.stderr
+    triggers = {"events": [{"name": "go", "parameters": {}}], "options": {"secret_env": "GO_SECRET"}}
+    from dagster import DagsterInstance
+
+    os.environ["GO_SECRET"] = "s3cret"
+    try:
+        with DagsterInstance.from_config(str(tmp_path)) as instance:
+            requests, skipped, _ = EventSensorLogic(flow(triggers), triggers).tick(instance, None, 0, LOG)
+    finally:
+        del os.environ["GO_SECRET"]
+    assert [r[0] for r in requests] == [ok.stdout.strip()] and skipped == []
