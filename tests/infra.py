@@ -14,12 +14,15 @@ the pid this module started (never by name: other people's servers may run on th
   definitions file (``dagster api grpc``), ``dagster-webserver`` and ``dagster-daemon run``, each its own
   process, all reading one ``workspace.yaml`` of ``grpc_server`` entries. Runs are submitted through the
   webserver's GraphQL API, as a client on another machine would.
+* ``NginxProxy``: Debian's nginx in front of a webserver, configured by docs/deploy.md's blocks marked
+  ``proxy`` as written: TLS with a self-signed certificate for 127.0.0.1 and basic auth.
 """
 
 import contextlib
 import http.client
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -27,13 +30,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from tests.helpers import flow_literal, wait_for
+from tests.helpers import REPO, flow_literal, wait_for
 
 BIN = os.path.dirname(sys.executable)  # console scripts of this interpreter (a pyenv shim may pick another)
 BUCKET = "mf-datastore"
@@ -514,3 +518,69 @@ def s3():
         yield server
     finally:
         server.cleanup()
+
+
+def doc_blocks(doc, marker):
+    """The fenced blocks of docs/``doc`` after ``<!-- MARKER: KIND [ARG] -->``, dedented: [(kind, arg, text)]."""
+    with open(os.path.join(REPO, "docs", doc), encoding="utf-8") as f:
+        text = f.read()
+    pattern = r"<!-- %s: (\S+)(?: (\S+))? -->\n[ ]*```\w*\n(.*?)[ ]*```" % re.escape(marker)
+    return [(kind, arg, textwrap.dedent(body)) for kind, arg, body in re.findall(pattern, text, re.S)]
+
+
+def expand(text, values):
+    """``${NAME}`` replaced by ``values[NAME]``; nginx's own ``$name`` variables stay."""
+    return re.sub(r"\$\{(\w+)\}", lambda m: values[m.group(1)], text)
+
+
+class NginxProxy:
+    """nginx on a free port, proxying to ``upstream_port`` with docs/deploy.md's ``proxy`` blocks.
+
+    ``url`` is https on 127.0.0.1; ``cafile`` is the certificate a client must trust (``SSL_CERT_FILE``);
+    ``user``/``password`` pass the basic auth.
+    """
+
+    def __init__(self, root, upstream_port):
+        self.dir = _private_dir("mfd-proxy-")
+        self.port = free_port()
+        self.url = "https://127.0.0.1:%d" % self.port
+        self.cafile = os.path.join(self.dir, "dagster.crt")
+        self.user, self.password = "alice", "pw-" + secrets.token_hex(12)
+        self.values = dict(PROXY_DIR=self.dir, PROXY_PORT=str(self.port), PROXY_HOST="127.0.0.1",
+                           WEBSERVER_PORT=str(upstream_port))
+        self.log = os.path.join(root, "nginx.log")
+        self.proc = None
+
+    def start(self):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                        "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout",
+                        os.path.join(self.dir, "dagster.key"), "-out", self.cafile],
+                       check=True, capture_output=True)
+        env = dict(os.environ, PROXY_PASSWORD=self.password)
+        for kind, arg, text in doc_blocks("deploy.md", "proxy"):
+            if kind == "shell":
+                subprocess.run(["bash", "-euo", "pipefail", "-c", expand(text, self.values)], env=env, check=True)
+            else:
+                with open(expand(arg, self.values), "w") as f:
+                    f.write(expand(text, self.values))
+        temp = "".join("    %s_temp_path %s/%s;\n" % (k, self.dir, k) for k in
+                       ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        conf = os.path.join(self.dir, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write("%spid %s/nginx.pid;\nerror_log %s info;\nevents {}\nhttp {\n    access_log %s;\n%s"
+                    "    include %s/dagster.conf;\n}\n"
+                    % ("user root;\n" if os.geteuid() == 0 else "", self.dir, self.log, self.log, temp, self.dir))
+        self.proc = Process(["nginx", "-p", self.dir, "-e", self.log, "-c", conf, "-g", "daemon off;"],
+                            self.log)
+        wait_for(self._up, 60, "nginx in front of the webserver", interval=0.5)
+        return self
+
+    def _up(self):
+        assert self.proc.alive(), "nginx exited:\n%s" % self.proc.log_tail()
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.stop(signal.SIGQUIT, grace=10)
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -10,7 +10,6 @@ metadata stays local. Results are read through the Metaflow client and the Dagst
 
 import json
 import os
-import re
 import secrets
 import shlex
 import shutil
@@ -22,14 +21,16 @@ import urllib.request
 import pytest
 from dagster import DagsterEventType, DagsterRunStatus, RunsFilter
 
-from metaflow_dagster.runtime import ORIGIN_RUN_TAG, metaflow_run_id
+from metaflow_dagster.runtime import ORIGIN_RUN_TAG, event_asset_key, metaflow_run_id
 from tests.e2e.test_shapes import SHAPES
 from tests.helpers import FLOWS, REPO, flow_literal, wait_for
 from tests.infra import (  # noqa: F401 (postgres, s3: pytest fixtures)
     BIN,
     DagsterCluster,
+    NginxProxy,
     Process,
     deploy,
+    doc_blocks,
     free_port,
     postgres,
     s3,
@@ -41,18 +42,17 @@ from tests.infra import (  # noqa: F401 (postgres, s3: pytest fixtures)
 # runs them all here too (several minutes more on two cores).
 DIST_SHAPES = [s for s in SHAPES if os.environ.get("MFD_DIST_ALL_SHAPES") == "1"
                or s[1] in ("SwitchInForeachFlow", "NestedForeachFlow")]
-TRIGGER = "trigger_flow.py"
+TRIGGER = "signed_trigger_flow.py"
 RESUME = "resume_flow.py"
 CHAIN = ["chain_a_flow.py", "chain_b_flow.py"]
 RUN_TIMEOUT = 600
 SERVICE_SECRET = "hdr-" + secrets.token_hex(12)  # a Metaflow service auth header: must leak nowhere
+EVENT_SECRET = "evt-" + secrets.token_hex(12)    # SignedTriggerFlow's key (MFD_EVENT_SECRET): likewise
 
 
 def walkthrough():
     """The blocks of docs/deploy.md marked ``<!-- walkthrough: KIND [ARG] -->``, in order: (kind, arg, text)."""
-    with open(os.path.join(REPO, "docs", "deploy.md"), encoding="utf-8") as f:
-        doc = f.read()
-    blocks = re.findall(r"<!-- walkthrough: (\S+)(?: (\S+))? -->\n```\w*\n(.*?)```", doc, re.S)
+    blocks = doc_blocks("deploy.md", "walkthrough")
     assert [b[0] for b in blocks] == ["database", "file", "create", "ship", "server", "file", "server", "server",
                                       "launch", "check"], "the walkthrough in docs/deploy.md changed: update this test"
     return blocks
@@ -137,6 +137,44 @@ def test_without_a_code_package_a_moved_file_names_the_missing_flow_file(s3, pro
     assert "linear_flow.py" in res.stderr and "cannot be read" in res.stderr, res
 
 
+def _flow_literals(defs_path):
+    """Every ``FLOW_<job>`` literal of a file of several flows, by job name, read without executing it."""
+    import ast
+
+    return {node.targets[0].id[len("FLOW_"):]: ast.literal_eval(node.value)
+            for node in ast.parse(open(defs_path).read()).body
+            if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "").startswith("FLOW_")}
+
+
+def test_several_flows_in_one_file_run_from_their_own_code_packages(s3, project, tmp_path):  # noqa: F811
+    """`create --add-flow` with an S3 datastore: each flow of the file gets its own package in its IR, and
+    both jobs run after the sources are deleted, each task from its own flow's package."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for fixture in ("linear_flow.py", "foreach_flow.py"):
+        shutil.copy(os.path.join(FLOWS, fixture), src)
+    os.environ.update(s3.env(), METAFLOW_DEFAULT_DATASTORE="s3", AWS_ENDPOINT_URL_S3=s3.url,
+                      METAFLOW_DAGSTER_CODE_CACHE=str(tmp_path / "code-cache"))  # restored after the test
+    defs, res = project.create(str(src / "linear_flow.py"), out="etl.py",
+                               args=["--add-flow", str(src / "foreach_flow.py")])
+    assert res.stderr.count("Uploaded the code package") == 1, res  # the added flow's is in its own output
+    shutil.rmtree(src)
+    literals = _flow_literals(defs)
+    assert sorted(literals) == ["ForeachFlow", "LinearFlow"]
+    packages = {job: lit["code_package"] for job, lit in literals.items()}
+    assert packages["ForeachFlow"]["sha"] != packages["LinearFlow"]["sha"]
+    for job, package in packages.items():
+        assert package["url"].startswith("s3://%s/metaflow/%s/data/" % ("mf-datastore", job))
+    for job, check in (("LinearFlow", lambda run: run.data.result.startswith("world:")),
+                       ("ForeachFlow", lambda run: run.data.result == [i * i + 1 for i in range(12)])):
+        drun, res = project.execute(defs, job)
+        assert drun.status == DagsterRunStatus.SUCCESS, res
+        run = metaflow_run(job, drun)
+        assert run.successful and check(run), run.data
+        assert b"class %s(FlowSpec)" % job.encode() in run.end_task.code.flowspec
+    assert sorted(os.listdir(tmp_path / "code-cache")) == sorted(p["sha"] for p in packages.values())
+
+
 def _instance(home):
     from dagster import DagsterInstance
 
@@ -180,6 +218,7 @@ def dist(postgres, s3, tmp_path_factory):  # noqa: F811
         METAFLOW_SERVICE_HEADERS=json.dumps({"x-api-key": SERVICE_SECRET}),
     )
     jobs = deploy(src, fixtures, defs_dir, env)
+    env["MFD_EVENT_SECRET"] = EVENT_SECRET  # where sensors run (the code servers), not at create
     shutil.rmtree(src)  # from here on, only the code packages hold the flows' code
 
     cluster = DagsterCluster(root, postgres, postgres.create_database("dist"), env)
@@ -254,22 +293,55 @@ def test_every_shape_runs_from_the_code_package(dist, launched):
     assert not os.path.isdir(os.path.join(local, "data")), "no artifact may be stored on local disk"
 
 
-def test_event_over_http_starts_a_run_and_never_reaches_a_shell(dist):
-    who = "http; $(touch /tmp/pwned) `id` ünï"
-    argv = [sys.executable, "-m", "metaflow_dagster.events", "publish", "data.ready", "--url", dist.url,
-            "--payload", json.dumps({"who": who, "alpha": 0.75})]
-    # A client elsewhere: it knows the webserver's URL, nothing else (no Dagster home, no credentials).
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DAGSTER_", "METAFLOW_S3"))}
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    event_id = proc.stdout.strip()
-    runs = wait_for(lambda: [r for r in runs_of(dist, "TriggeredFlow") if r.is_finished], RUN_TIMEOUT,
-                      "the triggered run", interval=2)
-    assert len(runs) == 1 and runs[0].status == DagsterRunStatus.SUCCESS, dist.explain(runs[0].run_id)
-    run = metaflow_run("TriggeredFlow", runs[0])
-    assert run.end_task.data.values == (0.75, who, {"k": 0})
-    assert run.trigger.event.name == "data.ready" and run.trigger.event.id == event_id
-    assert not os.path.exists("/tmp/pwned")
+def test_events_through_an_authenticating_proxy(dist):
+    """docs/deploy.md's nginx (TLS, basic auth) in front of the webserver; SignedTriggerFlow takes signed events.
+
+    A client elsewhere knows the proxy's URL, its certificate and the password, and (to sign) the event key:
+    no Dagster home, no datastore credentials. Without the password nothing is written; an unsigned event
+    gets through the proxy but is skipped with its reason; the signed one, with shell syntax in a field,
+    starts exactly one run, which gets the field as text.
+    """
+    proxy = NginxProxy(dist.root, dist.port).start()
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DAGSTER_", "METAFLOW_S3"))}
+        env.update(SSL_CERT_FILE=proxy.cafile, PROXY_AUTH="%s:%s" % (proxy.user, proxy.password),
+                   WRONG_AUTH="%s:nope" % proxy.user, MFD_EVENT_SECRET=EVENT_SECRET)
+
+        def publish(payload, *auth):
+            argv = [sys.executable, "-m", "metaflow_dagster.events", "publish", "signed.ready", "--url", proxy.url,
+                    "--payload", json.dumps(payload), *auth]
+            return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+
+        with dist.instance() as inst:
+            before = inst.fetch_materializations(event_asset_key("signed.ready"), limit=100).records
+        for auth in ([], ["--basic-auth-env", "WRONG_AUTH"]):
+            refused = publish({"who": "stranger"}, "--secret-env", "MFD_EVENT_SECRET", *auth)
+            assert refused.returncode == 1 and "answered 401" in refused.stderr, refused.stderr
+        unsigned = publish({"who": "unsigned"}, "--basic-auth-env", "PROXY_AUTH")
+        assert unsigned.returncode == 0, unsigned.stderr
+        who = "http; $(touch /tmp/pwned) `id` ünï"
+        signed = publish({"who": who, "alpha": 0.75}, "--basic-auth-env", "PROXY_AUTH",
+                         "--secret-env", "MFD_EVENT_SECRET")
+        assert signed.returncode == 0, signed.stderr
+        event_id = signed.stdout.strip()
+
+        runs = wait_for(lambda: [r for r in runs_of(dist, "SignedTriggerFlow") if r.is_finished], RUN_TIMEOUT,
+                        "the triggered run", interval=2)
+        assert len(runs) == 1 and runs[0].status == DagsterRunStatus.SUCCESS, dist.explain(runs[0].run_id)
+        run = metaflow_run("SignedTriggerFlow", runs[0])
+        assert run.end_task.data.values == (0.75, who)
+        assert run.trigger.event.name == "signed.ready" and run.trigger.event.id == event_id
+        assert not os.path.exists("/tmp/pwned")
+        with dist.instance() as inst:
+            written = inst.fetch_materializations(event_asset_key("signed.ready"), limit=100).records
+            reasons = [o.asset_observation.metadata["reason"].value
+                       for o in inst.fetch_observations(event_asset_key("signed.ready"), limit=10).records]
+        assert len(written) - len(before) == 2, "the two refused posts wrote nothing"
+        assert reasons == ["it is not signed (MFD_EVENT_SECRET requires a 'signature' field)"]
+        assert [r.run_id for r in runs_of(dist, "SignedTriggerFlow")] == [runs[0].run_id]
+        print("proxy: 2 posts refused with 401, 1 unsigned skipped, 1 signed -> 1 run")
+    finally:
+        proxy.stop()
 
 
 def test_trigger_on_finish_chain_runs_across_code_servers(dist, launched):
@@ -311,7 +383,7 @@ def test_resume_clones_finished_tasks_from_s3(dist, launched):
 
 def test_no_secret_in_generated_files_logs_or_op_metadata(dist, launched):
     dist.wait_runs(list(launched.values()), RUN_TIMEOUT)
-    secret_values = [dist.s3.secret, dist.postgres.password, SERVICE_SECRET]
+    secret_values = [dist.s3.secret, dist.postgres.password, SERVICE_SECRET, EVENT_SECRET]
     for defs in dist.jobs.values():
         text = open(defs).read()
         leaked = [s for s in secret_values if s in text]
