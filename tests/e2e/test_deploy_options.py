@@ -1,5 +1,5 @@
 """Deploy-time options of `create` hold in every step on Dagster (issue #3): `--namespace`, `--with` given
-twice, and the refusal of @conda/@pypi environments. Outcomes are read through the Metaflow client and the
+twice, `--forward-env`, and the refusal of @conda/@pypi environments. Outcomes are read through the Metaflow client and the
 Dagster instance.
 """
 
@@ -85,3 +85,25 @@ def test_pypi_environment_is_refused_at_create(project):
     assert res.returncode != 0
     assert "step 'start': @pypi is not supported" in res.stderr, res
     assert not os.path.exists(out)
+
+
+def test_forward_env_gives_tasks_the_named_variables_and_no_others(project, monkeypatch):
+    flow = flow_path("opt_env_flow.py")
+    monkeypatch.setenv("MFD_FORWARDED", "at-create")  # not the value tasks get: theirs comes from the worker
+    defs, _ = project.create(flow, args=["--forward-env", "MFD_FORWARDED", "--forward-env", "MFD_PREFIX_*"])
+    allow = flow_literal(defs)["settings"]["env_allowlist"]
+    assert allow[-2:] == ["MFD_FORWARDED", "MFD_PREFIX_*"] and "at-create" not in open(defs).read()
+    for name, value in (("MFD_FORWARDED", "fwd"), ("MFD_PREFIX_ONE", "1"), ("MFD_PREFIX_TWO", "2"),
+                        ("MFD_NOT_FORWARDED", "secret")):
+        monkeypatch.setenv(name, value)
+    drun, res = project.execute(defs, "OptEnvFlow")
+    assert drun.status == DagsterRunStatus.SUCCESS, res
+    run = metaflow_run("OptEnvFlow", drun)
+    want = {"MFD_FORWARDED": "fwd", "MFD_PREFIX_ONE": "1", "MFD_PREFIX_TWO": "2", "MFD_NOT_FORWARDED": None}
+    assert run["start"].task.data.seen == want and run["end"].task.data.seen_end == want
+
+
+def test_forward_env_refuses_what_is_not_a_variable_name(project):
+    for bad in ("MFD=value", "1ABC", "A*B", ""):
+        _, res = project.create(flow_path("opt_env_flow.py"), args=["--forward-env", bad], check=False)
+        assert res.returncode != 0 and "--forward-env" in res.stderr and "never the value" in res.stderr, res

@@ -89,6 +89,11 @@ def _echo_serving(obj, home):
     help="Also publish metaflow.<flow>.<step> when each task succeeds (the end event is always published).",
 )
 @click.option(
+    "--forward-env", "forward_env", multiple=True, metavar="NAME",
+    help="Also give tasks this variable (or, as NAME*, every variable starting with NAME) from the environment "
+    "of the worker that runs them (repeatable). Only the name is written into the definitions.",
+)
+@click.option(
     "--code-package", type=click.Choice(CODE_PACKAGE_MODES), default="auto", show_default=True,
     help="Package the flow's code into the datastore and run steps from it: 'auto' when the datastore is not local.",
 )
@@ -100,8 +105,8 @@ def _echo_serving(obj, home):
 @click.option("--ir-only", is_flag=True, default=False, help="Print the flow IR as JSON and write nothing.")
 @click.option("--deployer-attribute-file", default=None, hidden=True)
 @click.pass_obj
-def create(obj, file, tags, namespace, max_workers, workflow_timeout, emit_step_events, code_package, add_flows,
-           ir_only, deployer_attribute_file):
+def create(obj, file, tags, namespace, max_workers, workflow_timeout, emit_step_events, forward_env, code_package,
+           add_flows, ir_only, deployer_attribute_file):
     if obj.deployment_name != obj.dagster_job:
         raise DagsterException(
             "--name %s is not supported by `create`: a deployment is named after its job, *%s*"
@@ -128,7 +133,7 @@ def create(obj, file, tags, namespace, max_workers, workflow_timeout, emit_step_
         raise DagsterException("--workflow-timeout must be zero or positive (got %d)" % workflow_timeout)
     ir = build_ir(
         obj, tags=tags or (), namespace=namespace, max_workers=max_workers, workflow_timeout=workflow_timeout,
-        emit_step_events=emit_step_events,
+        emit_step_events=emit_step_events, forward_env=forward_env,
     )
     if ir_only and add_flows:
         raise DagsterException("--ir-only prints the IR of one flow: run it on each flow file, not with --add-flow")
@@ -143,7 +148,8 @@ def create(obj, file, tags, namespace, max_workers, workflow_timeout, emit_step_
         create_args = [a for t in tags or () for a in ("--tag", t)] + [
             "--max-workers", str(max_workers), "--workflow-timeout", str(workflow_timeout),
             "--emit-step-events" if emit_step_events else "--no-emit-step-events", "--code-package", code_package,
-        ] + (["--namespace", namespace] if namespace is not None else [])
+        ] + (["--namespace", namespace] if namespace is not None else []) + [
+            a for name in forward_env for a in ("--forward-env", name)]
         irs += _added_irs(obj, ir, add_flows, create_args)
     home = dep.dagster_home()
     name = ir["flow"]["job_name"]

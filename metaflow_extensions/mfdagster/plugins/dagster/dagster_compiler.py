@@ -22,10 +22,14 @@ IR_VERSION = 1
 
 # Environment variables forwarded to tasks at run time, read from the worker's own environment.
 # Values are never written into the generated file. A trailing `*` is a prefix match.
+# `create --forward-env NAME` adds names or prefixes. The cloud credentials are those Metaflow's S3, Azure and
+# GCS datastores read (boto3, azure-identity's DefaultAzureCredential, google-auth).
 ENV_ALLOWLIST = [
     "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV",
-    "METAFLOW_*", "AWS_*", "DAGSTER_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
+    "METAFLOW_*", "AWS_*", "AZURE_*", "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT",
+    "DAGSTER_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
 ]
+ENV_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\*?$")
 
 
 class DagsterException(MetaflowException):
@@ -152,7 +156,19 @@ def _job_name(flow_name):
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
-def build_ir(obj, tags=(), namespace=None, max_workers=16, workflow_timeout=0, emit_step_events=False):
+def env_allowlist(forward_env=()):
+    """ENV_ALLOWLIST and the names (``NAME`` or prefix ``NAME*``) given to ``--forward-env``, in order, once each."""
+    for name in forward_env:
+        if not ENV_PATTERN.match(name):
+            raise DagsterException(
+                "--forward-env %r is not an environment variable name (letters, digits and '_', not starting "
+                "with a digit), with an optional trailing '*' for a prefix; give the name, never the value" % name
+            )
+    return list(dict.fromkeys(ENV_ALLOWLIST + list(forward_env)))
+
+
+def build_ir(obj, tags=(), namespace=None, max_workers=16, workflow_timeout=0, emit_step_events=False,
+             forward_env=()):
     """The IR of the processed flow in `obj` (the Metaflow CLI state) as a JSON-ready dict."""
     from metaflow.flowspec import FlowStateItems
     from metaflow.util import get_username
@@ -219,7 +235,7 @@ def build_ir(obj, tags=(), namespace=None, max_workers=16, workflow_timeout=0, e
             "monitor": obj.monitor.TYPE,
             "python": sys.executable,
             "username": get_username(),
-            "env_allowlist": ENV_ALLOWLIST,
+            "env_allowlist": env_allowlist(forward_env),
         },
         "options": {
             "tags": list(tags),
