@@ -93,6 +93,19 @@ def test_a_flow_metaflow_rejects_gets_metaflows_message(project):
     assert "Step a is missing a self.next() transition" in res.stdout + res.stderr
 
 
+def test_the_ir_example_in_the_docs_compiles_and_has_every_field_create_exports(project):
+    """docs/ir.md's example is a whole IR: the core compiles it, and it has each key `create --ir-only` gives."""
+    doc = open(os.path.join(REPO, "docs", "ir.md")).read()
+    example = json.loads(doc.split("## Example", 1)[1].split("```json\n", 1)[1].split("```", 1)[0])
+    text = _core.compile(example, runtime_src())
+    assert 'FLOW = {\n    "name": "LinearFlow",' in text
+    exported = export_ir(project, "linear_flow.py")
+    for part in ("flow", "settings", "options"):
+        assert sorted(example[part]) == sorted(exported[part]), part
+    assert sorted(example["steps"][0]) == sorted(exported["steps"][0])
+    assert sorted(example) == sorted(exported)
+
+
 def test_binding_reports_structured_diagnostics():
     with pytest.raises(_core.CompileError) as exc:
         _core.compile({"ir_version": 99}, "")
