@@ -104,6 +104,15 @@ def flow_literal(defs_path):
     raise AssertionError("no FLOW literal in %s" % defs_path)
 
 
+def flow_literals(defs_path):
+    """Every ``FLOW_<job>`` literal of a file of several flows, by job name, read without executing it."""
+    import ast
+
+    return {node.targets[0].id[len("FLOW_"):]: ast.literal_eval(node.value)
+            for node in ast.parse(open(defs_path).read()).body
+            if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "").startswith("FLOW_")}
+
+
 def wait_for(predicate, timeout, what, interval=1.0):
     """Poll ``predicate`` until it returns something truthy (returned); fail after ``timeout`` seconds."""
     import time

@@ -37,7 +37,7 @@ import urllib.request
 
 import pytest
 
-from tests.helpers import REPO, flow_literal, wait_for
+from tests.helpers import REPO, flow_literal, flow_literals, wait_for
 
 BIN = os.path.dirname(sys.executable)  # console scripts of this interpreter (a pyenv shim may pick another)
 BUCKET = "mf-datastore"
@@ -68,6 +68,18 @@ def deploy(src, fixtures, out_dir, env):
         assert "Uploaded the code package" in output, output
         jobs[flow_literal(out)["job_name"]] = out
     return jobs
+
+
+def deploy_together(src, fixtures, out, env):
+    """`python FIRST dagster create OUT --add-flow F ...`: the flows of ``fixtures`` (in ``src``) in one file,
+    each with its own code package. Returns {job name: OUT} for every job of the file."""
+    argv = [sys.executable, os.path.join(src, fixtures[0]), "dagster", "create", out]
+    argv += [a for fixture in fixtures[1:] for a in ("--add-flow", os.path.join(src, fixture))]
+    proc = subprocess.run(argv, cwd=src, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    literals = flow_literals(out)
+    assert len(literals) == len(fixtures) and all(lit.get("code_package") for lit in literals.values()), literals
+    return {job: out for job in literals}
 
 
 class Process:

@@ -23,25 +23,23 @@ from dagster import DagsterEventType, DagsterRunStatus, RunsFilter
 
 from metaflow_dagster.runtime import ORIGIN_RUN_TAG, event_asset_key, metaflow_run_id
 from tests.e2e.test_shapes import SHAPES
-from tests.helpers import FLOWS, REPO, flow_literal, wait_for
+from tests.helpers import FLOWS, REPO, flow_literal, flow_literals, wait_for
 from tests.infra import (  # noqa: F401 (postgres, s3: pytest fixtures)
     BIN,
     DagsterCluster,
     NginxProxy,
     Process,
     deploy,
+    deploy_together,
     doc_blocks,
     free_port,
     postgres,
     s3,
 )
 
-# Shapes whose runtime paths differ when the datastore is remote: foreach cardinality and switch choices read
-# back from S3, dead tokens, the barrier ops of nested foreach (linear flows and a top-level foreach run below
-# as the trigger, chain and resume flows). Every shape runs locally in test_shapes.py; MFD_DIST_ALL_SHAPES=1
-# runs them all here too (several minutes more on two cores).
-DIST_SHAPES = [s for s in SHAPES if os.environ.get("MFD_DIST_ALL_SHAPES") == "1"
-               or s[1] in ("SwitchInForeachFlow", "NestedForeachFlow")]
+# Every graph shape of test_shapes.py, compiled into one definitions file (`create --add-flow`, a code package per
+# flow) served by one code server, so the whole set costs one server instead of thirteen.
+SHAPES_LOCATION = "shapes"
 TRIGGER = "signed_trigger_flow.py"
 RESUME = "resume_flow.py"
 CHAIN = ["chain_a_flow.py", "chain_b_flow.py"]
@@ -137,15 +135,6 @@ def test_without_a_code_package_a_moved_file_names_the_missing_flow_file(s3, pro
     assert "linear_flow.py" in res.stderr and "cannot be read" in res.stderr, res
 
 
-def _flow_literals(defs_path):
-    """Every ``FLOW_<job>`` literal of a file of several flows, by job name, read without executing it."""
-    import ast
-
-    return {node.targets[0].id[len("FLOW_"):]: ast.literal_eval(node.value)
-            for node in ast.parse(open(defs_path).read()).body
-            if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "").startswith("FLOW_")}
-
-
 def test_several_flows_in_one_file_run_from_their_own_code_packages(s3, project, tmp_path):  # noqa: F811
     """`create --add-flow` with an S3 datastore: each flow of the file gets its own package in its IR, and
     both jobs run after the sources are deleted, each task from its own flow's package."""
@@ -159,7 +148,7 @@ def test_several_flows_in_one_file_run_from_their_own_code_packages(s3, project,
                                args=["--add-flow", str(src / "foreach_flow.py")])
     assert res.stderr.count("Uploaded the code package") == 1, res  # the added flow's is in its own output
     shutil.rmtree(src)
-    literals = _flow_literals(defs)
+    literals = flow_literals(defs)
     assert sorted(literals) == ["ForeachFlow", "LinearFlow"]
     packages = {job: lit["code_package"] for job, lit in literals.items()}
     assert packages["ForeachFlow"]["sha"] != packages["LinearFlow"]["sha"]
@@ -208,8 +197,9 @@ def dist(postgres, s3, tmp_path_factory):  # noqa: F811
     src, defs_dir = os.path.join(root, "src"), os.path.join(root, "defs")
     os.makedirs(src)
     os.makedirs(defs_dir)
-    fixtures = [s[0] for s in DIST_SHAPES] + [TRIGGER, RESUME] + CHAIN
-    for fixture in fixtures:
+    shapes = [s[0] for s in SHAPES]
+    fixtures = [TRIGGER, RESUME] + CHAIN
+    for fixture in shapes + fixtures:
         shutil.copy(os.path.join(FLOWS, fixture), src)
     env = dict(
         os.environ, **s3.env(),
@@ -218,12 +208,15 @@ def dist(postgres, s3, tmp_path_factory):  # noqa: F811
         METAFLOW_SERVICE_HEADERS=json.dumps({"x-api-key": SERVICE_SECRET}),
     )
     jobs = deploy(src, fixtures, defs_dir, env)
+    shapes_jobs = deploy_together(src, shapes, os.path.join(defs_dir, "shapes.py"), env)
     env["MFD_EVENT_SECRET"] = EVENT_SECRET  # where sensors run (the code servers), not at create
     shutil.rmtree(src)  # from here on, only the code packages hold the flows' code
 
     cluster = DagsterCluster(root, postgres, postgres.create_database("dist"), env)
     for job, defs in sorted(jobs.items()):
         cluster.add_code_server(job, defs)
+    cluster.add_code_server(SHAPES_LOCATION, shapes_jobs[SHAPES[0][1]])
+    jobs.update(shapes_jobs)
     # The test process reads results with the Metaflow client: boto3 finds moto through AWS_ENDPOINT_URL_S3.
     client_env = {k: v for k, v in s3.env().items() if k.startswith("AWS_")}
     os.environ.update(client_env, AWS_ENDPOINT_URL_S3=s3.url, DAGSTER_PG_PASSWORD=postgres.password)
@@ -242,7 +235,7 @@ def dist(postgres, s3, tmp_path_factory):  # noqa: F811
 @pytest.fixture(scope="module")
 def launched(dist):
     """Every run the tests below check, submitted at once so they share the cluster's time."""
-    runs = {flow: dist.launch(flow, flow) for _, flow, _ in DIST_SHAPES}
+    runs = {flow: dist.launch(SHAPES_LOCATION, flow) for _, flow, _ in SHAPES}
     # ResumeFlow's item 1 fails until the marker file exists; the resume test creates it.
     runs["ResumeFlow"] = dist.launch("ResumeFlow", "ResumeFlow", config=_resume_config(_marker(dist)))
     runs["chain"] = dist.launch("chain_user_tester_ChainAFlow", "chain_user_tester_ChainAFlow",
@@ -271,13 +264,13 @@ def runs_of(cluster, job):
 
 
 def test_every_shape_runs_from_the_code_package(dist, launched):
-    ids = [launched[flow] for _, flow, _ in DIST_SHAPES]
+    ids = [launched[flow] for _, flow, _ in SHAPES]
     finished = dist.wait_runs(ids, RUN_TIMEOUT)
-    failed = [flow for _, flow, _ in DIST_SHAPES if finished[launched[flow]].status != DagsterRunStatus.SUCCESS]
+    failed = [flow for _, flow, _ in SHAPES if finished[launched[flow]].status != DagsterRunStatus.SUCCESS]
     assert not failed, "\n".join(dist.explain(launched[flow]) for flow in failed)
-    for _, flow, expected in DIST_SHAPES:
+    for _, flow, expected in SHAPES:
         defs = dist.jobs[flow]
-        package = flow_literal(defs)["code_package"]
+        package = flow_literals(defs)[flow]["code_package"]
         run = metaflow_run(flow, finished[launched[flow]])
         assert run.successful and run.end_task.data.result == expected, flow
         for step in run:
@@ -384,7 +377,8 @@ def test_resume_clones_finished_tasks_from_s3(dist, launched):
 def test_no_secret_in_generated_files_logs_or_op_metadata(dist, launched):
     dist.wait_runs(list(launched.values()), RUN_TIMEOUT)
     secret_values = [dist.s3.secret, dist.postgres.password, SERVICE_SECRET, EVENT_SECRET]
-    for defs in dist.jobs.values():
+    files = sorted(set(dist.jobs.values()))
+    for defs in files:
         text = open(defs).read()
         leaked = [s for s in secret_values if s in text]
         assert not leaked, "%s holds a secret" % defs
@@ -405,13 +399,15 @@ def test_no_secret_in_generated_files_logs_or_op_metadata(dist, launched):
     for s in secret_values:
         assert s not in blob
     print("scanned %d generated files, %d log lines, %d step messages: 0 secrets"
-          % (len(dist.jobs), len(texts), steps))
+          % (len(files), len(texts), steps))
 
 
 def test_run_events_name_ops_by_step(dist, launched):
-    """Op events in Postgres storage are complete: one STEP_SUCCESS per leaf task of the nested foreach."""
+    """Op events in Postgres storage are complete: one STEP_SUCCESS per leaf task of the nested foreach (whose
+    ops carry the job's prefix in a file of several flows)."""
     rid = launched["NestedForeachFlow"]
     dist.wait_runs([rid], RUN_TIMEOUT)
     with dist.instance() as inst:
         keys = sorted(e.dagster_event.step_key for e in inst.all_logs(rid, of_type=DagsterEventType.STEP_SUCCESS))
-    assert [k for k in keys if k.startswith("leaf")] == ["leaf[0_0]", "leaf[0_1]", "leaf[1_0]", "leaf[1_1]"]
+    leaves = [k for k in keys if k.startswith("NestedForeachFlow__leaf")]
+    assert leaves == ["NestedForeachFlow__leaf[%s]" % i for i in ("0_0", "0_1", "1_0", "1_1")]
