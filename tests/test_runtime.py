@@ -1,6 +1,7 @@
 """Unit tests of metaflow_dagster.runtime, the module every generated file embeds."""
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -215,7 +216,7 @@ def test_zygote_forks_tasks_and_reports_their_exit_status(tmp_path):
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
         "sys.exit(int(sys.argv[1]))\n"
     )
-    zygote = runtime._Zygote()
+    zygote = runtime._Zygote(str(tmp_path))
     try:
         for arg, code in (("0", 0), ("5", 5), ("kill", -9)):
             task = zygote.start([str(script), arg], {"ONLY": arg}, str(tmp_path))
@@ -242,6 +243,26 @@ def test_zygote_forks_tasks_and_reports_their_exit_status(tmp_path):
         os.waitpid(zygote.pid, os.WNOHANG)  # close() reaped it
     with pytest.raises(OSError):
         zygote.start([str(script), "0"], {}, str(tmp_path))
+
+
+def test_zygote_tasks_inherit_the_git_state_it_read_once(tmp_path):
+    """The zygote reads the flow directory's git state before it forks: every task finds Metaflow's cache
+    filled (and runs no git of its own), with what git says about that directory."""
+    repo = os.path.dirname(os.path.abspath(__file__))
+    script = tmp_path / "script.py"
+    script.write_text("import json\nfrom metaflow import metaflow_git\nprint(json.dumps(metaflow_git._git_info_cache))\n")
+    zygote = runtime._Zygote(repo)
+    try:
+        task = zygote.start([str(script)], {}, str(tmp_path))
+        cached = json.loads(task.stdout.read().decode())
+        assert task.wait() == 0
+        task.stdout.close()
+        task.stderr.close()
+    finally:
+        zygote.close()
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True)
+    assert cached is not None
+    assert cached.get("commit_sha") == (head.stdout.strip() if head.returncode == 0 else None)
 
 
 def test_op_thread_tasks_fork_from_the_zygote_and_stop_when_the_run_is_interrupted(tmp_path, capsys):
