@@ -487,6 +487,17 @@ class _ZygoteTask:
         return self.returncode
 
 
+def _warm_runless_events(instance):
+    """Read the instance's run-less events (the storage the events a task publishes go to) while the task
+    runs: the first access of a process prepares that storage (on SQLite, a database of its own and a schema
+    check, about 50 ms), which the publish after the task then finds done. A failure here is the publish's
+    to report."""
+    try:
+        instance.get_records_for_run("", limit=1)  # "": the run id of run-less events
+    except Exception:
+        pass
+
+
 class _Launcher:
     """What the op threads of one run share: the zygote (None when tasks must not fork) and a pipe that
     becomes readable when the run is interrupted, which ``_spawn`` watches beside the task's output."""
@@ -1292,7 +1303,15 @@ class FlowRuntime:
         extra = {TRIGGER_ENV: json.dumps(triggers)} if triggers else None
         report = {"pathspec": pathspec, "keys": list(keys)}
         env = self._env(step, extra)
-        info = self._spawn(context, argv, env, timeout, what, fork=self._can_fork(step), report=report)
+        warm = None
+        if emitted_events(self.flow, step):
+            warm = threading.Thread(target=_warm_runless_events, args=(context.instance,), daemon=True)
+            warm.start()
+        try:
+            info = self._spawn(context, argv, env, timeout, what, fork=self._can_fork(step), report=report)
+        finally:
+            if warm is not None:
+                warm.join()
         if triggers and step == self.flow["start_step"] and not origin:
             self._register_triggers(pathspec, triggers)
         self._emit_events(context, step, pathspec)
