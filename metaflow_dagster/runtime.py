@@ -275,11 +275,12 @@ def _zygote_warm(flow_dir):  # pragma: no cover - runs in the zygote
 
     Each task inherits the result: ``metaflow`` and the modules its CLI and tasks import (all but
     ``metaflow.cli`` itself, see _Zygote), imported here rather than in the run worker, which then needs
-    none of it while tasks report what it reads back (_task_child). Metaflow records the flow directory's git state in each task's metadata
-    (five ``git`` processes, computed once per process into ``metaflow_git``'s cache) and each task parses
-    the step sources (``tokenize`` compiles its regular expressions once per process); together about a third
-    of a warm task's start. The git state is read for the directory Metaflow asks about (the flow file's,
-    where ``python flow.py`` runs), a moment earlier than the task would read it.
+    none of it while tasks report what it reads back (_task_child). Metaflow records the flow directory's
+    git state in each task's metadata (five ``git`` processes, computed once per process into
+    ``metaflow_git``'s cache) and each task parses the step sources (``tokenize`` compiles its regular
+    expressions once per process); together about a third of a warm task's start. The git state is read
+    for the directory Metaflow asks about (the flow file's, where ``python flow.py`` runs), a moment
+    earlier than the task would read it.
     """
     import io
     import tokenize
@@ -850,8 +851,8 @@ class FlowRuntime:
         """Fork the zygote of a run (see _Zygote), or None when every task must run as a subprocess.
 
         Call it while this process runs one thread. The zygote imports Metaflow itself, in parallel with
-        whatever this process does next; this process imports it only if it must (a join's input paths, a
-        task that is not forked, a resume), and reads nothing back from a forked task (it reports).
+        whatever this process does next; this process imports it only if it must (input paths over 64 KiB,
+        a task that is not forked, a resume, ``@trigger`` metadata): a forked task reports what the op reads.
         """
         if not self._can_fork(None):
             return None
@@ -1024,7 +1025,9 @@ class FlowRuntime:
         launcher = getattr(_OP_THREAD, "launcher", None)
         if launcher is not None and launcher.cancelled:
             raise DagsterExecutionInterruptedError()
-        spec = None if report is None else dict(report, flow={"name": self.flow["name"], "settings": self.flow["settings"]})
+        spec = None
+        if report is not None:  # what the task needs to read itself back
+            spec = dict(report, flow={"name": self.flow["name"], "settings": self.flow["settings"]})
         proc = None
         if fork and launcher is not None:  # an op thread: never fork this (multi-threaded) process itself
             if launcher.zygote is not None:

@@ -250,7 +250,7 @@ def test_zygote_tasks_inherit_the_git_state_it_read_once(tmp_path):
     filled (and runs no git of its own), with what git says about that directory."""
     repo = os.path.dirname(os.path.abspath(__file__))
     script = tmp_path / "script.py"
-    script.write_text("import json\nfrom metaflow import metaflow_git\nprint(json.dumps(metaflow_git._git_info_cache))\n")
+    script.write_text("import json\nfrom metaflow import metaflow_git\nprint(json.dumps(metaflow_git._git_info_cache))")
     zygote = runtime._Zygote(repo)
     try:
         task = zygote.start([str(script)], {}, str(tmp_path))
