@@ -110,6 +110,43 @@ def _env_allowed(name, allowlist):
     return any(name == a or (a.endswith("*") and name.startswith(a[:-1])) for a in allowlist)
 
 
+def _input_paths(paths):
+    """The value of ``--input-paths``, which a task reads with Metaflow's ``decompress_list``.
+
+    That takes a plain comma-separated list as it is; ``compress_list`` only shortens one (a common prefix,
+    zlib), which a command line needs when a join has thousands of inputs. Up to 64 KiB the list goes plain
+    (for one path that is also what ``compress_list`` writes), and this process needs no Metaflow for it.
+    """
+    plain = ",".join(paths)
+    if len(plain) < 65536 and all(p and not any(c in p for c in ",:!") for p in paths):
+        return plain
+    from metaflow.util import compress_list
+
+    return compress_list(paths)
+
+
+def _flow_datastore(flow):
+    """Metaflow's FlowDataStore of ``flow`` (the FLOW literal, or just its ``name`` and ``settings``)."""
+    from metaflow.datastore import FlowDataStore
+    from metaflow.plugins import DATASTORES
+
+    s = flow["settings"]
+    impl = next(d for d in DATASTORES if d.TYPE == s["datastore"])
+    if s["datastore"] == "local":
+        os.environ.setdefault("METAFLOW_DATASTORE_SYSROOT_LOCAL", os.path.dirname(s["datastore_root"]))
+    return FlowDataStore(flow["name"], storage_impl=impl, ds_root=s["datastore_root"])
+
+
+def _task_info(flow, pathspec, keys=()):
+    """What an op needs of a finished task: ``{"names": [artifact names], "values": {key: artifact}}`` for
+    ``keys`` (``_foreach_num_splits``, ``_transition``), read through Metaflow's datastore at the task's
+    latest attempt. ``flow`` needs only ``name`` and ``settings``. Raises if the task has no finished attempt.
+    """
+    run_id, step, task_id = pathspec.split("/")
+    ds = _flow_datastore(flow).get_task_datastore(run_id, step, task_id, attempt=None, mode="r")
+    return {"names": sorted(k for k, _ in ds.items() if not k.startswith("_")), "values": {k: ds[k] for k in keys}}
+
+
 def _exec_as_main(path):
     """Execute the file at ``path`` as the real ``__main__`` module, as ``python path`` does.
 
@@ -133,15 +170,20 @@ def _exec_as_main(path):
     exec(code, namespace)
 
 
-def _task_child(argv, env, cwd, out_w, err_w):  # pragma: no cover - runs in a forked child
+def _task_child(argv, env, cwd, out_w, err_w, report=None):  # pragma: no cover - runs in a forked child
     """Body of a forked task process: become ``python <argv>`` in a new session, then exit with its status.
 
     The child starts a new session (so a timeout kills its whole process group), takes ``env`` as its whole
     environment, points fds 1 and 2 at ``out_w`` and ``err_w``, and runs the flow file as ``__main__``;
     Metaflow's CLI then behaves as under ``python flow.py ...``. It never returns: it leaves with
     ``os._exit`` and the CLI's exit status.
+
+    ``report`` (optional) is ``(fd, spec)``: after a successful run the child writes the JSON ``_task_info``
+    of ``spec["pathspec"]`` to ``fd``, so the run worker needs no Metaflow of its own to read the task back.
+    With ``spec["reuse"]`` a task that already finished is not run again; its info is reported.
     """
     code = 1
+    info = None
     try:
         os.setsid()
         devnull = os.open(os.devnull, os.O_RDONLY)
@@ -158,7 +200,10 @@ def _task_child(argv, env, cwd, out_w, err_w):  # pragma: no cover - runs in a f
         os.environ.update(env)
         sys.argv = list(argv)
         sys.path[0:0] = [os.path.dirname(os.path.abspath(argv[0]))]
-        _exec_as_main(argv[0])
+        if report is not None and report[1].get("reuse"):
+            info = _report_info(report[1])
+        if info is None:
+            _exec_as_main(argv[0])
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
@@ -168,10 +213,23 @@ def _task_child(argv, env, cwd, out_w, err_w):  # pragma: no cover - runs in a f
         traceback.print_exc()
     finally:
         try:
+            if report is not None and code == 0:
+                info = info or _report_info(report[1])
+                if info is not None:  # else the run worker reads the datastore itself
+                    with open(report[0], "wb", closefd=False) as f:
+                        f.write(json.dumps(info).encode())
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def _report_info(spec):  # pragma: no cover - runs in a forked child
+    """``_task_info`` for a task's report, or None if the datastore has no finished task (or cannot say)."""
+    try:
+        return _task_info(spec["flow"], spec["pathspec"], spec["keys"])
+    except Exception:
+        return None
 
 
 class _ForkedTask:
@@ -213,7 +271,33 @@ _OP_THREAD = threading.local()  # .launcher: the _Launcher of the run whose op t
 _INTERRUPTS = (KeyboardInterrupt, DagsterExecutionInterruptedError)
 
 
-def _zygote_serve(sock):  # pragma: no cover - runs in the zygote
+def _zygote_warm(flow_dir):  # pragma: no cover - runs in the zygote
+    """Do once, before the first fork, what every task of the run would otherwise repeat.
+
+    Each task inherits the result: ``metaflow`` and the modules its CLI and tasks import (all but
+    ``metaflow.cli`` itself, see _Zygote), imported here rather than in the run worker, which then needs
+    none of it while tasks report what it reads back (_task_child). Metaflow records the flow directory's
+    git state in each task's metadata (five ``git`` processes, computed once per process into
+    ``metaflow_git``'s cache) and each task parses the step sources (``tokenize`` compiles its regular
+    expressions once per process); together about a third of a warm task's start. The git state is read
+    for the directory Metaflow asks about (the flow file's, where ``python flow.py`` runs), a moment
+    earlier than the task would read it.
+    """
+    import io
+    import tokenize
+
+    import metaflow.cli_components.utils  # noqa: F401
+    import metaflow.runtime  # noqa: F401  - what `init` runs
+    import metaflow.task  # noqa: F401  - what `step` runs
+    from metaflow import metaflow_git, metaflow_version
+
+    metaflow_git.get_repository_info(flow_dir)
+    metaflow_version.get_version()
+    for _ in tokenize.generate_tokens(io.StringIO("def f(self):\n    return 'x'\n").readline):
+        pass
+
+
+def _zygote_serve(sock, flow_dir):  # pragma: no cover - runs in the zygote
     """Main loop of the zygote (see _Zygote): fork a task per request, report its pid and wait status."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the run worker's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -221,6 +305,10 @@ def _zygote_serve(sock):  # pragma: no cover - runs in the zygote
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.close(devnull)
+    # New stdio objects: another thread of the run worker may have held the old ones' locks at the fork.
+    sys.stdout = open(1, "w", closefd=False)
+    sys.stderr = open(2, "w", closefd=False)
+    _zygote_warm(flow_dir)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
@@ -245,11 +333,13 @@ def _zygote_serve(sock):  # pragma: no cover - runs in the zygote
                         _write_quietly(fd, b"%d\n" % status)
                         os.close(fd)
                 continue
-            msg, fds, _, _ = socket.recv_fds(sock, _ZYGOTE_MAX_REQUEST, 3)
+            msg, fds, _, _ = socket.recv_fds(sock, _ZYGOTE_MAX_REQUEST, 4)
             if not msg:
                 return
-            argv, env, cwd = json.loads(msg)
-            out_w, err_w, status_w = fds
+            argv, env, cwd, spec = json.loads(msg)
+            out_w, err_w, status_w, *report_w = fds
+            for fd in report_w:  # received descriptors are inheritable: no process the task starts gets it
+                os.set_inheritable(fd, False)
             pid = os.fork()
             if pid == 0:
                 signal.set_wakeup_fd(-1)
@@ -258,9 +348,9 @@ def _zygote_serve(sock):  # pragma: no cover - runs in the zygote
                 # Raw closes only: the epoll instance is shared with the zygote, unregistering would touch it.
                 for fd in [sel.fileno(), sock.detach(), wake_r, wake_w, status_w, *status_fds.values()]:
                     os.close(fd)
-                _task_child(argv, env, cwd, out_w, err_w)
-            os.close(out_w)
-            os.close(err_w)
+                _task_child(argv, env, cwd, out_w, err_w, (report_w[0], spec) if report_w else None)
+            for fd in [out_w, err_w, *report_w]:
+                os.close(fd)
             _write_quietly(status_w, b"%d\n" % pid)
             status_fds[pid] = status_w
 
@@ -279,19 +369,22 @@ class _Zygote:
     fork() copies only the calling thread: a task forked straight from the run worker, whose op threads may
     hold locks at that moment (stdio buffers, logging, sqlite, imports), could wait forever on a lock that no
     thread of the child will release. The zygote is forked once, from the executor's main thread before any op
-    thread starts and after ``metaflow`` is imported; it runs one thread only and forks every task from
-    itself: a task starts warm (no interpreter start, no imports of its own) and safely. Not preloaded:
-    ``metaflow.cli``, which adds the options of the flow's decorators (``--branch``...) when it is imported,
-    so it must be imported by the task after the flow class exists (and costs a few milliseconds).
+    thread starts, as early as the executor can (when it is created, before the run starts, if the process
+    has one thread then). It runs one thread only, imports ``metaflow`` itself (on the other core, while the
+    run worker sets the run up; see _zygote_warm) and forks every task from itself: a task starts warm (no
+    interpreter start, no imports of its own) and safely. Not preloaded: ``metaflow.cli``, which adds the
+    options of the flow's decorators (``--branch``...) when it is imported, so it must be imported by the
+    task after the flow class exists (and costs a few milliseconds).
 
-    Protocol, over a SOCK_SEQPACKET socket pair: a request is one message, the JSON ``[argv, env, cwd]``, with
-    three descriptors attached: the task's stdout and stderr pipes and a status pipe. The zygote forks the task
+    Protocol, over a SOCK_SEQPACKET socket pair: a request is one message, the JSON ``[argv, env, cwd, report]``,
+    with three descriptors attached: the task's stdout and stderr pipes and a status pipe, and a fourth, the
+    report pipe, when ``report`` (the spec of _task_child's report) is not null. The zygote forks the task
     (see _task_child), writes ``<pid>\n`` to the status pipe and, once it has reaped the task, its wait
     status ``<status>\n``, then closes the pipe. At the end of the socket (closed by the executor, or the run
     worker died) the zygote exits; tasks still running are not touched.
     """
 
-    def __init__(self):
+    def __init__(self, flow_dir):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         sys.stdout.flush()
         sys.stderr.flush()
@@ -300,7 +393,7 @@ class _Zygote:
             code = 1
             try:
                 ours.close()
-                _zygote_serve(theirs)
+                _zygote_serve(theirs, flow_dir)
                 code = 0
             finally:
                 os._exit(code)
@@ -308,9 +401,10 @@ class _Zygote:
         self._sock = ours
         self._lock = threading.Lock()
 
-    def start(self, argv, env, cwd):
-        """Fork ``python <argv>`` (as _task_child runs it); returns its _ZygoteTask. OSError: zygote gone."""
-        return _ZygoteTask(self, argv, env, cwd)
+    def start(self, argv, env, cwd, report=None):
+        """Fork ``python <argv>`` (as _task_child runs it, with its ``report`` spec); returns its _ZygoteTask.
+        OSError: zygote gone."""
+        return _ZygoteTask(self, argv, env, cwd, report)
 
     def send(self, payload, fds):
         with self._lock:
@@ -319,6 +413,11 @@ class _Zygote:
     def close(self):
         """Let the zygote exit (the tasks it started run on) and reap it."""
         self._sock.close()
+        try:
+            # A pidfd is readable once the zygote has exited: no polling on the run's way out.
+            exited = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):  # no pidfd on this system (or the zygote is gone): poll
+            exited = None
         deadline = time.monotonic() + _KILL_GRACE_SECONDS
         try:
             while not os.waitpid(self.pid, os.WNOHANG)[0]:
@@ -326,35 +425,44 @@ class _Zygote:
                     os.kill(self.pid, signal.SIGKILL)
                     os.waitpid(self.pid, 0)
                     return
-                time.sleep(0.01)
+                if exited is None:
+                    time.sleep(0.01)
+                else:
+                    select.select([exited], [], [], max(0.0, deadline - time.monotonic()))
         except ChildProcessError:  # reaped by someone else
             pass
+        finally:
+            if exited is not None:
+                os.close(exited)
 
 
 class _ZygoteTask:
-    """A task forked by the zygote: the Popen surface ``_spawn`` uses (pid, stdout, stderr, wait)."""
+    """A task forked by the zygote: the Popen surface ``_spawn`` uses (pid, stdout, stderr, wait), plus
+    ``report``, the read end of the task's report pipe (None without a report spec)."""
 
-    def __init__(self, zygote, argv, env, cwd):
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        self._status, status_w = os.pipe()
+    def __init__(self, zygote, argv, env, cwd, report=None):
+        pipes = [os.pipe() for _ in range(3 if report is None else 4)]  # stdout, stderr, status, report
+        theirs = [w for _, w in pipes]
         try:
-            zygote.send(json.dumps([list(argv), env, cwd]).encode(), [out_w, err_w, status_w])
+            zygote.send(json.dumps([list(argv), env, cwd, report]).encode(), theirs)
         except OSError:
-            for fd in (out_r, err_r, self._status):
-                os.close(fd)
+            for r, _ in pipes:
+                os.close(r)
             raise
         finally:
-            for fd in (out_w, err_w, status_w):
+            for fd in theirs:
                 os.close(fd)
+        self._status = pipes[2][0]
         self._buf = b""
-        self.stdout = os.fdopen(out_r, "rb", buffering=0)
-        self.stderr = os.fdopen(err_r, "rb", buffering=0)
+        self.stdout = os.fdopen(pipes[0][0], "rb", buffering=0)
+        self.stderr = os.fdopen(pipes[1][0], "rb", buffering=0)
+        self.report = os.fdopen(pipes[3][0], "rb", buffering=0) if report is not None else None
         self.returncode = None
         pid = self._status_line(None)
         if pid is None:
-            self.stdout.close()
-            self.stderr.close()
+            for f in (self.stdout, self.stderr, self.report):
+                if f is not None:
+                    f.close()
             os.close(self._status)
             raise OSError("the zygote did not start the task")
         self.pid = int(pid)
@@ -379,6 +487,17 @@ class _ZygoteTask:
             self.returncode = os.waitstatus_to_exitcode(int(status)) if status is not None else 255
             os.close(self._status)
         return self.returncode
+
+
+def _warm_runless_events(instance):
+    """Read the instance's run-less events (the storage the events a task publishes go to) while the task
+    runs: the first access of a process prepares that storage (on SQLite, a database of its own and a schema
+    check, about 50 ms), which the publish after the task then finds done. A failure here is the publish's
+    to report."""
+    try:
+        instance.get_records_for_run("", limit=1)  # "": the run id of run-less events
+    except Exception:
+        pass
 
 
 class _Launcher:
@@ -425,10 +544,11 @@ class _OpThreadExecutor(Executor):
     makes every op kill its task and fail as interrupted.
     """
 
-    def __init__(self, runtime, retries, max_concurrent):
+    def __init__(self, runtime, retries, max_concurrent, zygote=None):
         self._runtime = runtime
         self._retries = retries
         self._max_concurrent = max_concurrent
+        self._zygote = zygote  # forked when the executor was made, or None: _run_plan forks it
 
     @property
     def retries(self):
@@ -499,7 +619,8 @@ class _OpThreadExecutor(Executor):
                 )
             )
             # Forked while this is the only thread of the process: before any op thread starts.
-            launcher = stack.enter_context(self._runtime._launcher())
+            zygote, self._zygote = self._zygote, None
+            launcher = stack.enter_context(self._runtime._launcher(zygote))
             events = queue.Queue()
             # Keyed by launch, not by step: a step up for retry is launched again while the thread of its
             # failed attempt may still be finishing.
@@ -668,7 +789,7 @@ class FlowRuntime:
         from metaflow.package import MetaflowPackage
 
         try:
-            blobs = dict(self._flow_datastore().load_data([package["sha"]], force_raw=True))
+            blobs = dict(_flow_datastore(self.flow).load_data([package["sha"]], force_raw=True))
         except Exception as e:
             raise StaleDefinitionsError(
                 "cannot download the code package %s of flow %s: %s" % (package["url"], self.flow["name"], e)
@@ -720,25 +841,41 @@ class FlowRuntime:
         )
         def metaflow_threads(init_context):
             cfg = init_context.executor_config
-            return _OpThreadExecutor(runtime, RetryMode.from_config(cfg["retries"]), max(1, cfg["max_concurrent"]))
+            # The executor is made before the run starts (RUN_START, the run's event log): if this process
+            # runs one thread now, the zygote is forked here and imports Metaflow while Dagster does that.
+            zygote = runtime._zygote() if threading.active_count() == 1 else None
+            return _OpThreadExecutor(
+                runtime, RetryMode.from_config(cfg["retries"]), max(1, cfg["max_concurrent"]), zygote
+            )
 
         return metaflow_threads
 
-    def _launcher(self):
-        """The _Launcher of a run, with a zygote unless every task must run as a subprocess.
+    def _zygote(self):
+        """Fork the zygote of a run (see _Zygote), or None when every task must run as a subprocess.
 
-        Call it while this process runs one thread. ``metaflow`` is imported first, so the zygote and this
-        process (which reads the datastore back) share one import of it.
+        Call it while this process runs one thread. The zygote imports Metaflow itself, in parallel with
+        whatever this process does next; this process imports it only if it must (input paths over 64 KiB,
+        a task that is not forked, a resume, ``@trigger`` metadata): a forked task reports what the op reads.
         """
-        import metaflow  # noqa: F401  - here, in one thread, not in every op thread at once
-
-        fork = self._can_fork(None)
-        # What is alive now (Dagster, the definitions, Metaflow) lives as long as the process. Freezing it out of
-        # the garbage collector keeps collections in the zygote and its tasks from writing to (and so copying)
-        # the pages they share with this process, and spares the interpreter's final collection over all of
-        # it at exit: about a second of CPU for Dagster's heap on a 2-core machine.
+        if not self._can_fork(None):
+            return None
+        # What is alive now (Dagster, the definitions) lives as long as the process. Freezing it out of the
+        # garbage collector keeps collections in the zygote and its tasks from writing to (and so copying)
+        # the pages they share with this process, keeps those in the zygote's import of Metaflow from walking
+        # Dagster's heap, and spares the interpreter's final collection over all of it at exit: about a second
+        # of CPU for Dagster's heap on a 2-core machine.
         gc.freeze()
-        return _Launcher(_Zygote() if fork else None)
+        return _Zygote(os.path.dirname(os.path.abspath(os.path.join(self._task_cwd(), self.flow["file"]))))
+
+    def _launcher(self, zygote=None):
+        """The _Launcher of a run, with ``zygote`` (the executor forked it early) or one forked now.
+
+        Call it while this process runs one thread.
+        """
+        if zygote is None:
+            zygote = self._zygote()
+        gc.freeze()  # the run's set-up too (see _zygote)
+        return _Launcher(zygote)
 
     def param_schema(self):
         """Dagster config schema of the start op: one launchpad field per Metaflow Parameter."""
@@ -878,26 +1015,36 @@ class FlowRuntime:
             return False
         return step is None or not any(k.startswith("METAFLOW_") for k in self.steps[step]["env"])
 
-    def _spawn(self, context, argv, env, timeout, what, fork=False):
+    def _spawn(self, context, argv, env, timeout, what, fork=False, report=None):
         """Run ``argv`` (never through a shell), streaming its output into the Dagster log as it comes.
 
         ``argv`` is ``[python, flow file, args...]``. With ``fork`` the task runs in a forked child of this
         process that executes the flow file as ``__main__`` with those args, exactly as the interpreter would.
         Kills the whole process group when ``timeout`` seconds (0 = none) pass. Raises Failure on a non-zero
-        exit or a timeout; returns None on success.
+        exit or a timeout. Returns the ``_task_info`` of ``report["pathspec"]`` (with ``report["keys"]``) when
+        a ``report`` spec is given, else None: reported by the task when the zygote forked it, else read here.
+        With ``report["reuse"]`` a task that already finished is not run again.
         """
         cwd = self._task_cwd()
         launcher = getattr(_OP_THREAD, "launcher", None)
         if launcher is not None and launcher.cancelled:
             raise DagsterExecutionInterruptedError()
+        spec = None
+        if report is not None:  # what the task needs to read itself back
+            spec = dict(report, flow={"name": self.flow["name"], "settings": self.flow["settings"]})
         proc = None
         if fork and launcher is not None:  # an op thread: never fork this (multi-threaded) process itself
             if launcher.zygote is not None:
                 try:
-                    proc = launcher.zygote.start(argv[1:], env, cwd)
+                    proc = launcher.zygote.start(argv[1:], env, cwd, spec)
                 except OSError as e:
                     context.log.warning("the zygote cannot fork %s (%s); starting a new interpreter" % (what, e))
-        elif fork:
+        if proc is None and spec is not None and spec.get("reuse"):
+            try:
+                return _task_info(spec["flow"], spec["pathspec"], spec["keys"])
+            except Exception:  # not finished yet: run it
+                pass
+        if proc is None and fork and launcher is None:
             proc = _ForkedTask(argv[1:], env, cwd)
         if proc is None:
             proc = subprocess.Popen(
@@ -912,12 +1059,15 @@ class FlowRuntime:
         sel = selectors.DefaultSelector()
         sel.register(proc.stdout, selectors.EVENT_READ, ("stdout", context.log.info))
         sel.register(proc.stderr, selectors.EVENT_READ, ("stderr", context.log.error))
+        reported = getattr(proc, "report", None)
+        if reported is not None:
+            sel.register(reported, selectors.EVENT_READ, ("report", None))
         if launcher is not None:
             sel.register(launcher.cancel_fd, selectors.EVENT_READ, ("cancel", None))
         deadline = time.monotonic() + timeout if timeout else None
         tail = []
-        pending = {"stdout": b"", "stderr": b""}
-        open_streams = 2
+        pending = {"stdout": b"", "stderr": b"", "report": b""}
+        open_streams = 2 if reported is None else 3
         timed_out = False
         try:
             while open_streams:
@@ -932,6 +1082,12 @@ class FlowRuntime:
                     if name == "cancel":  # the run was interrupted (terminated)
                         raise DagsterExecutionInterruptedError()
                     chunk = os.read(key.fileobj.fileno(), 65536)
+                    if name == "report":  # kept whole, read to its end
+                        pending[name] += chunk
+                        if not chunk:
+                            sel.unregister(key.fileobj)
+                            open_streams -= 1
+                        continue
                     if not chunk:
                         sel.unregister(key.fileobj)
                         open_streams -= 1
@@ -954,6 +1110,8 @@ class FlowRuntime:
         rc = proc.wait()
         proc.stdout.close()
         proc.stderr.close()
+        if reported is not None:
+            reported.close()
         if timed_out:
             raise Failure(
                 description="%s timed out after %d seconds and was killed" % (what, timeout),
@@ -964,6 +1122,11 @@ class FlowRuntime:
                 description="%s failed with exit code %d" % (what, rc),
                 metadata={"stderr": MetadataValue.text("\n".join(tail))},
             )
+        if spec is not None:  # the task's report, or (none made) the datastore read here
+            if pending["report"]:
+                return json.loads(pending["report"])
+            return _task_info(spec["flow"], spec["pathspec"], spec["keys"])
+        return None
 
     @staticmethod
     def _kill(proc):
@@ -983,22 +1146,11 @@ class FlowRuntime:
 
     # ----- datastore read-back ------------------------------------------------------------------------
 
-    def _flow_datastore(self):
-        from metaflow.datastore import FlowDataStore
-        from metaflow.plugins import DATASTORES
-
-        s = self.flow["settings"]
-        impl = next(d for d in DATASTORES if d.TYPE == s["datastore"])
-        if s["datastore"] == "local":
-            os.environ.setdefault("METAFLOW_DATASTORE_SYSROOT_LOCAL", os.path.dirname(s["datastore_root"]))
-        return FlowDataStore(self.flow["name"], storage_impl=impl, ds_root=s["datastore_root"])
-
     def _task_datastore(self, pathspec):
         run_id, step, task_id = pathspec.split("/")
-        return self._flow_datastore().get_task_datastore(run_id, step, task_id, attempt=None, mode="r")
+        return _flow_datastore(self.flow).get_task_datastore(run_id, step, task_id, attempt=None, mode="r")
 
-    def _metadata(self, pathspec, ds):
-        names = sorted(k for k, _ in ds.items() if not k.startswith("_"))
+    def _metadata(self, pathspec, names):
         snippet = "from metaflow import Task\ntask = Task(%r)\n%s" % (
             "%s/%s" % (self.flow["name"], pathspec),
             "\n".join("task.data.%s" % n for n in names) or "task.data",
@@ -1069,13 +1221,9 @@ class FlowRuntime:
         return pathspec if ok else None
 
     def _init_params(self, context, run_id):
-        """Run Metaflow's ``init`` once per run: it records the Parameters as the ``_parameters`` task."""
+        """Run Metaflow's ``init`` once per run (not again when the run has it, e.g. on a retry of the start
+        op): it records the Parameters as the ``_parameters`` task."""
         pathspec = "%s/_parameters/%s" % (run_id, PARAMS_TASK_ID)
-        try:
-            self._task_datastore(pathspec)
-            return pathspec
-        except Exception:
-            pass
         cfg = context.op_config or {}
         extra = {}
         for p in self.flow["parameters"]:
@@ -1086,7 +1234,8 @@ class FlowRuntime:
         for tag in self.flow["options"]["tags"]:
             argv += ["--tag", tag]
         what = "Metaflow init of run %s" % run_id
-        self._spawn(context, argv, self._env(extra=extra), 0, what, fork=self._can_fork(None))
+        report = {"pathspec": pathspec, "keys": [], "reuse": True}
+        self._spawn(context, argv, self._env(extra=extra), 0, what, fork=self._can_fork(None), report=report)
         return pathspec
 
     def _triggers(self, context):
@@ -1115,10 +1264,9 @@ class FlowRuntime:
             publish_event(context.instance, name, emitted_payload(self.flow, full, time.time()))
             context.log.info("published event %s (id %s)" % (name, full))
 
-    def _run_task(self, context, step, parents, iteration=0, prev=None):
-        """Run Metaflow task ``step`` for ``parents`` (live tokens). Returns (token, datastore, metadata)."""
-        from metaflow.util import compress_list
-
+    def _run_task(self, context, step, parents, iteration=0, prev=None, keys=()):
+        """Run Metaflow task ``step`` for ``parents`` (live tokens). Returns (token, values, metadata): values
+        are the task's artifacts named in ``keys``."""
         spec = self.steps[step]
         run_id = self.run_id(context)
         split = None
@@ -1145,7 +1293,7 @@ class FlowRuntime:
         if origin:
             argv += ["--clone-only", origin]
         else:
-            argv += ["--input-paths", compress_list(input_paths)]
+            argv += ["--input-paths", _input_paths(input_paths)]
             if split is not None:
                 argv += ["--split-index", str(split)]
         for tag in self.flow["options"]["tags"]:
@@ -1160,13 +1308,22 @@ class FlowRuntime:
         timeout = self._time_limit(context, spec["timeout"])
         triggers = self._triggers(context)
         extra = {TRIGGER_ENV: json.dumps(triggers)} if triggers else None
-        self._spawn(context, argv, self._env(step, extra), timeout, what, fork=self._can_fork(step))
+        report = {"pathspec": pathspec, "keys": list(keys)}
+        env = self._env(step, extra)
+        warm = None
+        if emitted_events(self.flow, step):
+            warm = threading.Thread(target=_warm_runless_events, args=(context.instance,), daemon=True)
+            warm.start()
+        try:
+            info = self._spawn(context, argv, env, timeout, what, fork=self._can_fork(step), report=report)
+        finally:
+            if warm is not None:
+                warm.join()
         if triggers and step == self.flow["start_step"] and not origin:
             self._register_triggers(pathspec, triggers)
         self._emit_events(context, step, pathspec)
-        ds = self._task_datastore(pathspec)
         token = {"step": step, "task": pathspec, "idx": idx, "split": None, "dead": False}
-        return token, ds, self._metadata(pathspec, ds)
+        return token, info["values"], self._metadata(pathspec, info["names"])
 
     def _dead(self, step, parents):
         idx = list(parents[0]["idx"]) if parents else []
@@ -1188,8 +1345,8 @@ class FlowRuntime:
 
     def fan_out(self, context, step, inputs):
         """Op body of a top-level foreach step: run it, then yield one DynamicOutput per split."""
-        token, ds, md = self._run_task(context, step, self._parents(step, inputs))
-        n = ds["_foreach_num_splits"]
+        token, values, md = self._run_task(context, step, self._parents(step, inputs), keys=["_foreach_num_splits"])
+        n = values["_foreach_num_splits"]
         for i in range(n):
             child = dict(token, idx=token["idx"] + [i], split=i)
             yield DynamicOutput(
@@ -1202,8 +1359,8 @@ class FlowRuntime:
         live = [t for t in parents if not t["dead"]]
         if parents and not live:
             return Output(dict(self._dead(step, parents), splits=0))
-        token, ds, md = self._run_task(context, step, live)
-        n = ds["_foreach_num_splits"]
+        token, values, md = self._run_task(context, step, live, keys=["_foreach_num_splits"])
+        n = values["_foreach_num_splits"]
         return Output(dict(token, splits=n), metadata=dict(md, splits=n))
 
     def switch(self, context, step, inputs, targets, optional):
@@ -1221,13 +1378,15 @@ class FlowRuntime:
             for target in targets:
                 yield Output(dead, target)
             return
-        token, ds, md = self._run_task(context, step, live)
+        token, values, md = self._run_task(context, step, live, keys=["_transition"])
         iteration = 0
-        chosen = ds["_transition"][0][0]
+        chosen = values["_transition"][0][0]
         while chosen == step:
             iteration += 1
-            token, ds, md = self._run_task(context, step, live, iteration=iteration, prev=token)
-            chosen = ds["_transition"][0][0]
+            token, values, md = self._run_task(
+                context, step, live, iteration=iteration, prev=token, keys=["_transition"]
+            )
+            chosen = values["_transition"][0][0]
         context.log.info("step '%s' chose '%s'" % (step, chosen))
         for target in targets:
             if target == chosen:

@@ -1,6 +1,7 @@
 """Unit tests of metaflow_dagster.runtime, the module every generated file embeds."""
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -215,7 +216,7 @@ def test_zygote_forks_tasks_and_reports_their_exit_status(tmp_path):
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
         "sys.exit(int(sys.argv[1]))\n"
     )
-    zygote = runtime._Zygote()
+    zygote = runtime._Zygote(str(tmp_path))
     try:
         for arg, code in (("0", 0), ("5", 5), ("kill", -9)):
             task = zygote.start([str(script), arg], {"ONLY": arg}, str(tmp_path))
@@ -242,6 +243,86 @@ def test_zygote_forks_tasks_and_reports_their_exit_status(tmp_path):
         os.waitpid(zygote.pid, os.WNOHANG)  # close() reaped it
     with pytest.raises(OSError):
         zygote.start([str(script), "0"], {}, str(tmp_path))
+
+
+def test_zygote_tasks_inherit_the_git_state_it_read_once(tmp_path):
+    """The zygote reads the flow directory's git state before it forks: every task finds Metaflow's cache
+    filled (and runs no git of its own), with what git says about that directory."""
+    repo = os.path.dirname(os.path.abspath(__file__))
+    script = tmp_path / "script.py"
+    script.write_text("import json\nfrom metaflow import metaflow_git\nprint(json.dumps(metaflow_git._git_info_cache))")
+    zygote = runtime._Zygote(repo)
+    try:
+        task = zygote.start([str(script)], {}, str(tmp_path))
+        cached = json.loads(task.stdout.read().decode())
+        assert task.wait() == 0
+        task.stdout.close()
+        task.stderr.close()
+    finally:
+        zygote.close()
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True)
+    assert cached is not None
+    assert cached.get("commit_sha") == (head.stdout.strip() if head.returncode == 0 else None)
+
+
+def test_input_paths_are_what_metaflow_decompresses():
+    from metaflow.util import compress_list, decompress_list
+
+    one = ["dagster-1f2e/_parameters/params"]
+    assert runtime._input_paths(one) == compress_list(one)
+    for paths in (one, ["r/a/t", "r/b/t", "r/c/t"], ["r/body/t-%d" % i for i in range(5000)]):
+        assert decompress_list(runtime._input_paths(paths)) == paths
+    with pytest.raises(Exception, match="delimiter"):  # Metaflow's own check of what it cannot encode
+        runtime._input_paths(["r:1/a/t", "r/b/t"])
+
+
+FLOW_SRC = """from metaflow import FlowSpec, step
+print("flow file runs")
+
+
+class F(FlowSpec):
+    @step
+    def start(self):
+        self.x = 7
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    F()
+"""
+
+
+def test_forked_tasks_report_what_the_op_reads_back(tmp_path, monkeypatch, capsys):
+    """A task the zygote forks sends the op its artifact names and the values it asks for, read through
+    Metaflow's datastore in the task; ``init`` is not run again for a run that has its parameters."""
+    src = tmp_path / "f_flow.py"
+    src.write_text(FLOW_SRC)
+    flow = make_flow(tmp_path, file=str(src))
+    flow["settings"]["env_allowlist"].append("LC_ALL")  # Metaflow's click wants a UTF-8 locale
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    rt = FlowRuntime(flow, check_stale=False)
+    ctx = build_op_context()
+    with rt._launcher() as launcher:
+        # Only the zygote (forked above) has the real one: a result here came from the task's report.
+        monkeypatch.setattr(runtime, "_task_info", lambda *a: pytest.fail("read back in the run worker"))
+        runtime._OP_THREAD.launcher = launcher
+        try:
+            assert rt._init_params(ctx, "run-1") == "run-1/_parameters/params"
+            argv = rt._command("step", "start", "--run-id", "run-1", "--task-id", "t", "--retry-count", "0",
+                               "--max-user-code-retries", "0", "--input-paths", "run-1/_parameters/params")
+            report = {"pathspec": "run-1/start/t", "keys": ["x"]}
+            info = rt._spawn(ctx, argv, rt._env("start"), 0, "start", fork=True, report=report)
+            assert capsys.readouterr().out.count("flow file runs") == 2
+            assert rt._init_params(ctx, "run-1") == "run-1/_parameters/params"
+            assert "flow file runs" not in capsys.readouterr().out
+        finally:
+            runtime._OP_THREAD.launcher = None
+    assert info["values"] == {"x": 7} and "x" in info["names"]
+    assert not [n for n in info["names"] if n.startswith("_")]
 
 
 def test_op_thread_tasks_fork_from_the_zygote_and_stop_when_the_run_is_interrupted(tmp_path, capsys):
