@@ -91,3 +91,24 @@ def test_reexecution_from_failure_runs_the_failed_step_and_what_follows(project,
     assert child.parent_run_id == parent.run_id and child.status == DagsterRunStatus.SUCCESS
     assert step_keys(project, child, DagsterEventType.STEP_SUCCESS) == ["b", "end"]
     assert metaflow_run("FlakyFlow", child).end_task.data.z == 3
+
+
+def test_task_output_reaches_the_runs_captured_logs(project, monkeypatch):
+    """The UI's raw stdout/stderr of a run hold what its tasks printed, forked or run as subprocesses."""
+    defs, _ = project.create(flow_path("echo_flow.py"))
+    for subprocess_env in ("0", "1"):
+        monkeypatch.setenv("METAFLOW_DAGSTER_SUBPROCESS", subprocess_env)
+        drun, res = project.execute(defs, "EchoFlow")
+        assert drun.status == DagsterRunStatus.SUCCESS, res
+        (captured,) = [e.dagster_event.logs_captured_data for e in project.run_logs(drun.run_id)
+                       if e.dagster_event is not None and e.dagster_event.event_type == DagsterEventType.LOGS_CAPTURED]
+        assert sorted(captured.step_keys) == ["end", "start"]
+        with project.instance() as inst:
+            manager = inst.compute_log_manager
+            log_key = manager.build_log_key_for_run(drun.run_id, captured.file_key)  # as the UI reads them
+            data = manager.get_log_data(log_key)
+            assert manager.is_capture_complete(log_key)
+        out, err = data.stdout.decode(), data.stderr.decode()
+        assert "start says out" in out and "end says out" in out and "start says err" not in out, out
+        assert "start says err" in err, err
+        assert "start says out" in res.stdout and "start says err" in res.stderr  # and the terminal, as before
