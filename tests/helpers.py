@@ -2,8 +2,12 @@
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import urllib.request
+from contextlib import contextmanager
 
 FLOWS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "flows")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -184,3 +188,56 @@ class DagsterDaemon:
                 return
             except subprocess.TimeoutExpired:
                 continue
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A Dagster process in its own process group, stopped (with its children) at the end."""
+
+    def __init__(self, project, argv, log_name):
+        self.log = open(os.path.join(project.workdir, log_name), "w")
+        self.proc = subprocess.Popen(argv, cwd=project.workdir, env=project.env(), stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    def kill(self, sig=signal.SIGTERM):
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(30)
+        self.log.close()
+
+
+def webserver_up(url):
+    """Whether the Dagster webserver at ``url`` answers its /server_info."""
+    try:
+        with urllib.request.urlopen(url + "/server_info", timeout=5) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+@contextmanager
+def dagster_dev(project, files, timeout=240):
+    """`dagster dev -f FILE ...` (webserver and daemon) on the project's instance; yields the webserver's URL
+    once it answers, and stops the whole process group at the end. Its output is dev.log in the workdir."""
+    port = free_port()
+    argv = [sys.executable, "-m", "dagster", "dev", "-p", str(port)]
+    for path in files:
+        argv += ["-f", path]
+    server = Server(project, argv, "dev.log")
+    url = "http://127.0.0.1:%d" % port
+    try:
+        wait_for(lambda: webserver_up(url), timeout, "dagster dev (dev.log in %s)" % project.workdir)
+        yield url
+    finally:
+        server.kill()

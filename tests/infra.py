@@ -37,16 +37,10 @@ import urllib.request
 
 import pytest
 
-from tests.helpers import REPO, flow_literal, flow_literals, wait_for
+from tests.helpers import REPO, flow_literal, flow_literals, free_port, wait_for
 
 BIN = os.path.dirname(sys.executable)  # console scripts of this interpreter (a pyenv shim may pick another)
 BUCKET = "mf-datastore"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def deploy(src, fixtures, out_dir, env):

@@ -19,7 +19,7 @@ from metaflow import Deployer, Run, namespace
 from metaflow.runner.deployer import DeployedFlow
 
 from metaflow_dagster import deployments
-from tests.helpers import DagsterDaemon, flow_path, wait_for
+from tests.helpers import DagsterDaemon, flow_path, wait_for, webserver_up
 
 RUN_TIMEOUT = 300
 
@@ -264,7 +264,7 @@ def test_running_dagster_serves_new_deployments_and_triggered_runs(project):
             argv, cwd=project.workdir, env=project.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
-        wait_for(lambda: _up(url) and _locations(url) == ["LinearFlow"], 180, "dagster dev to serve LinearFlow")
+        wait_for(lambda: webserver_up(url) and _locations(url) == ["LinearFlow"], 180, "dagster dev to serve LinearFlow")
         _, res = project.create(flow_path("failing_flow.py"), out="failing.py", METAFLOW_DAGSTER_WEBSERVER_URL=url)
         assert "The Dagster webserver at %s reloaded it." % url in res.stderr
         assert _locations(url) == ["FailingFlow", "LinearFlow"]
@@ -295,11 +295,3 @@ def test_running_dagster_serves_new_deployments_and_triggered_runs(project):
             dev.wait(60)
         except subprocess.TimeoutExpired:
             os.killpg(dev.pid, signal.SIGKILL)
-
-
-def _up(url):
-    try:
-        with urllib.request.urlopen(url + "/server_info", timeout=5) as resp:
-            return resp.status == 200
-    except OSError:
-        return False

@@ -8,80 +8,27 @@ import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 from dagster import DagsterRunStatus
 
 from metaflow_dagster.events import DagsterEvent
 from metaflow_dagster.runtime import event_asset_key
-from tests.helpers import REPO, flow_path, metaflow_run
+from tests.helpers import REPO, Server, dagster_dev, flow_path, metaflow_run, wait_for
 
 # The dagster-daemon console script beside this interpreter (pyenv shims would pick another one).
 DAEMON = [os.path.join(os.path.dirname(sys.executable), "dagster-daemon")]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(1)
-    pytest.fail("timed out after %ds waiting for %s" % (timeout, what))
-
-
-class Server:
-    """A Dagster process in its own process group, stopped (with its children) at the end."""
-
-    def __init__(self, project, argv, log_name):
-        self.log = open(os.path.join(project.workdir, log_name), "w")
-        self.proc = subprocess.Popen(argv, cwd=project.workdir, env=project.env(), stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-
-    def kill(self, sig=signal.SIGTERM):
-        try:
-            os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(30)
-        self.log.close()
 
 
 @pytest.fixture
 def served(project):
     """Compile TriggeredFlow and serve it with `dagster dev` (webserver and daemon)."""
     defs, _ = project.create(flow_path("trigger_flow.py"))
-    port = free_port()
-    server = Server(project, [sys.executable, "-m", "dagster", "dev", "-f", defs, "-p", str(port)], "dev.log")
-    url = "http://127.0.0.1:%d" % port
-
-    def up():
-        try:
-            with urllib.request.urlopen(url + "/server_info", timeout=2):
-                return True
-        except OSError:
-            return False
-
-    try:
-        wait_for(up, 120, "the Dagster webserver")
+    with dagster_dev(project, [defs], timeout=120) as url:
         yield project, url
-    finally:
-        server.kill()
 
 
 def runs_of(project, job):

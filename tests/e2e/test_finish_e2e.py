@@ -10,13 +10,12 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 
 from dagster import DagsterRunStatus, RunsFilter
 from dagster._core.scheduler.instigation import InstigatorType
 
-from tests.e2e.test_events_e2e import DAEMON, Server, free_port
-from tests.helpers import flow_path, metaflow_run, wait_for
+from tests.e2e.test_events_e2e import DAEMON
+from tests.helpers import Server, dagster_dev, flow_path, metaflow_run, wait_for
 
 A_JOB, B_JOB, C_JOB = "chain_user_tester_ChainAFlow", "chain_user_tester_ChainBFlow", "ChainCFlow"
 
@@ -46,21 +45,7 @@ def test_three_flows_in_three_files_chain_once_per_upstream_run(project):
     """ChainA -> ChainB (inherits @project) -> ChainC (waits for both, names them in full), served by
     `dagster dev -f a.py -f b.py -f c.py`; two ChainA runs give exactly two ChainB and two ChainC runs."""
     files = [project.create(flow_path("chain_%s_flow.py" % x), out="%s.py" % x)[0] for x in "abc"]
-    port = free_port()
-    argv = [sys.executable, "-m", "dagster", "dev", "-p", str(port)]
-    for path in files:
-        argv += ["-f", path]
-    server = Server(project, argv, "dev.log")
-
-    def up():
-        try:
-            with urllib.request.urlopen("http://127.0.0.1:%d/server_info" % port, timeout=2):
-                return True
-        except OSError:
-            return False
-
-    try:
-        wait_for(up, 180, "dagster dev")
+    with dagster_dev(project, files, timeout=180):
         a_runs = []
         for seed in (1, 2):
             drun, res = project.execute(files[0], A_JOB, config={"ops": {"start": {"config": {"seed": seed}}}})
@@ -70,8 +55,6 @@ def test_three_flows_in_three_files_chain_once_per_upstream_run(project):
                      % (seed, project.workdir), interval=2)
         time.sleep(8)  # more sensor ticks: nothing else may start
         b_done, c_done = runs_of(project, B_JOB), runs_of(project, C_JOB)
-    finally:
-        server.kill()
     print("chain: %d ChainA runs, %d ChainB runs, %d ChainC runs" % (len(a_runs), len(b_done), len(c_done)))
     assert len(b_done) == 2 and len(c_done) == 2
     assert all(r.status == DagsterRunStatus.SUCCESS for r in b_done + c_done)

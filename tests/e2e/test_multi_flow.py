@@ -18,8 +18,7 @@ import pytest
 from dagster import DagsterRunStatus, RunsFilter
 
 from metaflow_dagster import deployments
-from tests.e2e.test_events_e2e import Server, free_port
-from tests.helpers import DagsterDaemon, flow_path, metaflow_run, wait_for
+from tests.helpers import DagsterDaemon, dagster_dev, flow_path, metaflow_run, wait_for
 
 A_JOB, B_JOB, C_JOB = "chain_user_tester_ChainAFlow", "chain_user_tester_ChainBFlow", "ChainCFlow"
 CHAIN = ["--add-flow", flow_path("chain_b_flow.py"), "--add-flow", flow_path("chain_c_flow.py")]
@@ -59,19 +58,7 @@ def test_extract_transform_load_in_one_file_runs_as_one_code_location(project):
     assert ops[B_JOB] == [B_JOB + "__done", B_JOB + "__end", B_JOB + "__start"]
     assert all(name.startswith(job + "__") for job in ops for name in ops[job])
 
-    port = free_port()
-    server = Server(project, [sys.executable, "-m", "dagster", "dev", "-f", defs, "-p", str(port)], "dev.log")
-    url = "http://127.0.0.1:%d" % port
-
-    def up():
-        try:
-            with urllib.request.urlopen(url + "/server_info", timeout=2):
-                return True
-        except OSError:
-            return False
-
-    try:
-        wait_for(up, 240, "dagster dev (dev.log in %s)" % project.workdir)
+    with dagster_dev(project, [defs]) as url:
         data = _graphql(url, "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }")
         assert [e["name"] for e in data["workspaceOrError"]["locationEntries"]] == ["etl.py"]
         drun, res = project.execute(defs, A_JOB, config={"ops": {A_JOB + "__start": {"config": {"seed": 4}}}})
@@ -81,8 +68,6 @@ def test_extract_transform_load_in_one_file_runs_as_one_code_location(project):
                  interval=2)
         time.sleep(8)  # more sensor ticks: nothing else may start
         b_done, c_done = runs_of(project, B_JOB), runs_of(project, C_JOB)
-    finally:
-        server.kill()
     print("one-file chain: %d ChainB runs, %d ChainC runs" % (len(b_done), len(c_done)))
     assert len(b_done) == 1 and len(c_done) == 1
     assert [r.status for r in b_done + c_done] == [DagsterRunStatus.SUCCESS] * 2
