@@ -135,35 +135,6 @@ def test_without_a_code_package_a_moved_file_names_the_missing_flow_file(s3, pro
     assert "linear_flow.py" in res.stderr and "cannot be read" in res.stderr, res
 
 
-def test_several_flows_in_one_file_run_from_their_own_code_packages(s3, project, tmp_path):  # noqa: F811
-    """`create --add-flow` with an S3 datastore: each flow of the file gets its own package in its IR, and
-    both jobs run after the sources are deleted, each task from its own flow's package."""
-    src = tmp_path / "src"
-    src.mkdir()
-    for fixture in ("linear_flow.py", "foreach_flow.py"):
-        shutil.copy(os.path.join(FLOWS, fixture), src)
-    os.environ.update(s3.env(), METAFLOW_DEFAULT_DATASTORE="s3", AWS_ENDPOINT_URL_S3=s3.url,
-                      METAFLOW_DAGSTER_CODE_CACHE=str(tmp_path / "code-cache"))  # restored after the test
-    defs, res = project.create(str(src / "linear_flow.py"), out="etl.py",
-                               args=["--add-flow", str(src / "foreach_flow.py")])
-    assert res.stderr.count("Uploaded the code package") == 1, res  # the added flow's is in its own output
-    shutil.rmtree(src)
-    literals = flow_literals(defs)
-    assert sorted(literals) == ["ForeachFlow", "LinearFlow"]
-    packages = {job: lit["code_package"] for job, lit in literals.items()}
-    assert packages["ForeachFlow"]["sha"] != packages["LinearFlow"]["sha"]
-    for job, package in packages.items():
-        assert package["url"].startswith("s3://%s/metaflow/%s/data/" % ("mf-datastore", job))
-    for job, check in (("LinearFlow", lambda run: run.data.result.startswith("world:")),
-                       ("ForeachFlow", lambda run: run.data.result == [i * i + 1 for i in range(12)])):
-        drun, res = project.execute(defs, job)
-        assert drun.status == DagsterRunStatus.SUCCESS, res
-        run = metaflow_run(job, drun)
-        assert run.successful and check(run), run.data
-        assert b"class %s(FlowSpec)" % job.encode() in run.end_task.code.flowspec
-    assert sorted(os.listdir(tmp_path / "code-cache")) == sorted(p["sha"] for p in packages.values())
-
-
 def _instance(home):
     from dagster import DagsterInstance
 
