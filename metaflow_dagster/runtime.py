@@ -37,6 +37,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from contextlib import ExitStack, contextmanager
 
 from dagster import (
@@ -266,6 +267,87 @@ class _ForkedTask:
 
 
 # ----- executor: ops as threads of the run worker, tasks forked from a zygote ----------------------------
+
+EXECUTOR_ENV = "METAFLOW_DAGSTER_EXECUTOR"
+
+# What _OpThreadExecutor uses of Dagster beyond its public API, as (module, name, attributes or
+# constructor keywords it relies on). Read from Dagster 1.13; checked when a job is defined.
+_DAGSTER_INTERNALS = (
+    ("dagster._core.events", "DagsterEvent", ("engine_event", "capture_logs")),
+    ("dagster._core.events", "EngineEventData", ("in_process", "interrupted")),
+    ("dagster._core.execution.api", "ExecuteRunWithPlanIterable", ()),
+    ("dagster._core.execution.context_creation_job", "PlanExecutionContextManager",
+     ("job", "retry_mode", "execution_plan", "run_config", "dagster_run", "instance", "raise_on_error",
+      "output_capture", "step_dependency_config")),
+    ("dagster._core.execution.compute_logs", "create_compute_log_file_key", ()),
+    ("dagster._core.execution.plan.active", "ActiveExecution",
+     ("retry_mode", "max_concurrent", "instance_concurrency_context", "step_dependency_config",
+      "check_for_interrupts", "mark_interrupted", "get_steps_to_execute", "concurrency_event_iterator",
+      "sleep_interval", "handle_event", "verify_complete", "plan_events_iterator", "get_known_state",
+      "is_complete")),
+    ("dagster._core.execution.plan.instance_concurrency_context", "InstanceConcurrencyContext", ()),
+    ("dagster._core.execution.plan.execute_plan", "_trigger_hook", ()),
+    ("dagster._core.execution.plan.execute_plan", "dagster_event_sequence_for_step", ()),
+    ("dagster._core.execution.retries", "RetryMode", ("from_config",)),
+    ("dagster._core.execution.retries", "get_retries_config", ()),
+    ("dagster._core.storage.compute_log_manager", "CapturedLogContext", ()),
+    ("dagster._core.storage.compute_log_manager", "ComputeIOType", ("STDOUT", "STDERR")),
+    ("dagster._core.storage.local_compute_log_manager", "LocalComputeLogManager",
+     ("open_log_stream", "complete_artifact_path", "capture_logs", "build_log_key_for_run")),
+    ("dagster._utils.error", "serializable_error_info_from_exc_info", ()),
+    ("dagster._core.executor.base", "Executor", ("step_dependency_config",)),
+)
+
+
+def _threaded_executor_problem(internals=_DAGSTER_INTERNALS):
+    """None if the installed Dagster has every one of ``internals`` (what _OpThreadExecutor uses), else what
+    is missing.
+
+    A class's constructor keywords count as its attributes. The result is the same for the whole process.
+    """
+    import importlib
+    import inspect
+
+    for module, name, needs in internals:
+        try:
+            obj = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            return "Dagster %s has no %s.%s" % (dagster_version(), module, name)
+        if not needs:
+            continue
+        keywords = set()
+        if inspect.isclass(obj):
+            try:
+                keywords = set(inspect.signature(obj).parameters)
+            except (TypeError, ValueError):
+                pass
+        missing = [n for n in needs if n not in keywords and not hasattr(obj, n)]
+        if missing:
+            return "Dagster %s's %s.%s has no %s" % (dagster_version(), module, name, ", ".join(missing))
+    return None
+
+
+def dagster_version():
+    import dagster
+
+    return getattr(dagster, "__version__", "?")
+
+
+def _multiprocess_executor(max_workers):
+    """Dagster's multiprocess executor, at most ``max_workers`` ops at a time unless the launchpad says otherwise."""
+    from dagster import multiprocess_executor
+
+    return multiprocess_executor.configured(
+        lambda cfg: {"max_concurrent": cfg["max_concurrent"]},
+        name="metaflow_multiprocess",
+        config_schema={
+            "max_concurrent": Field(
+                Int, default_value=max_workers,
+                description="Ops (Metaflow tasks) running at the same time (Metaflow's --max-workers).",
+            )
+        },
+    )
+
 
 _OP_THREAD = threading.local()  # .launcher: the _Launcher of the run whose op this thread executes
 _INTERRUPTS = (KeyboardInterrupt, DagsterExecutionInterruptedError)
@@ -861,7 +943,18 @@ class FlowRuntime:
 
     def executor(self):
         """The executor of every generated job: ops run as threads of the run worker (_OpThreadExecutor), at
-        most ``max_workers`` at a time; the launchpad may change ``max_concurrent`` and ``retries``."""
+        most ``max_workers`` at a time; the launchpad may change ``max_concurrent`` and ``retries``.
+
+        _OpThreadExecutor drives Dagster internals (see _threaded_executor_problem). On a Dagster without
+        them, or with METAFLOW_DAGSTER_EXECUTOR=multiprocess in the process loading the file, jobs use
+        Dagster's own multiprocess executor instead: the same runs, each op in a process of its own (slower).
+        """
+        problem = _threaded_executor_problem()
+        if problem is not None or os.environ.get(EXECUTOR_ENV) == "multiprocess":
+            if problem is not None:
+                warnings.warn("metaflow-dagster: %s; jobs of flow %s run with Dagster's multiprocess executor"
+                              % (problem, self.flow["name"]), stacklevel=2)
+            return _multiprocess_executor(self.flow["options"]["max_workers"])
         from dagster._core.execution.retries import RetryMode, get_retries_config
 
         runtime = self

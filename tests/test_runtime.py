@@ -398,3 +398,14 @@ def test_tasks_that_need_another_interpreter_never_fork(tmp_path, monkeypatch):
     assert not FlowRuntime(own)._can_fork("start") and FlowRuntime(own)._can_fork(None)
     monkeypatch.setenv("METAFLOW_DAGSTER_SUBPROCESS", "1")
     assert not FlowRuntime(make_flow(tmp_path))._can_fork("start")
+
+
+def test_the_executor_probe_names_what_this_dagster_lacks():
+    assert runtime._threaded_executor_problem() is None  # the installed Dagster: threads
+    version = runtime.dagster_version()
+    assert runtime._threaded_executor_problem(
+        (("dagster._core.execution.plan.active", "ActiveExecution", ("max_concurrent", "no_such_keyword")),)
+    ) == "Dagster %s's dagster._core.execution.plan.active.ActiveExecution has no no_such_keyword" % version
+    assert runtime._threaded_executor_problem((("dagster._core.no_such_module", "X", ()),)) == (
+        "Dagster %s has no dagster._core.no_such_module.X" % version
+    )

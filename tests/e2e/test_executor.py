@@ -112,3 +112,23 @@ def test_task_output_reaches_the_runs_captured_logs(project, monkeypatch):
         assert "start says out" in out and "end says out" in out and "start says err" not in out, out
         assert "start says err" in err, err
         assert "start says out" in res.stdout and "start says err" in res.stderr  # and the terminal, as before
+
+
+def test_without_the_dagster_internals_jobs_run_on_dagsters_multiprocess_executor(project, monkeypatch):
+    """The threaded executor drives Dagster internals. This Dagster has all of them; a Dagster without them
+    (or METAFLOW_DAGSTER_EXECUTOR=multiprocess) gets Dagster's own multiprocess executor: the same runs,
+    retries and attempt numbers included, each op in a process of its own."""
+    from metaflow_dagster.runtime import _threaded_executor_problem
+
+    assert _threaded_executor_problem() is None
+    monkeypatch.setenv("METAFLOW_DAGSTER_EXECUTOR", "multiprocess")
+    defs, _ = project.create(flow_path("retry_flow.py"))
+    drun, res = project.execute(defs, "RetryFlow")
+    assert drun.status == DagsterRunStatus.SUCCESS, res
+    engine = [e.message for e in project.run_logs(drun.run_id)
+              if e.dagster_event is not None and e.dagster_event.event_type == DagsterEventType.ENGINE_EVENT]
+    assert any("multiprocess executor" in m for m in engine), engine
+    assert not any("as threads of process" in m for m in engine), engine
+    run = metaflow_run("RetryFlow", drun)
+    assert sorted(t.current_attempt for t in run["leaf"]) == [2, 2, 2, 2]
+    assert run.end_task.data.result == ([2, 2, 2, 2], "caught by @catch")
