@@ -2,6 +2,7 @@
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -191,9 +192,27 @@ class DagsterDaemon:
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback TCP port nothing is bound to, for a server started next.
+
+    It is drawn below the kernel's ephemeral range (ip_local_port_range), so the outgoing connections the
+    tests make (Postgres, S3, HTTP clients) cannot take it between this check and the server's bind, as a
+    port the kernel hands out (bind to 0) could be.
+    """
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral = 32768
+    draw = random.SystemRandom()
+    for _ in range(200):
+        port = draw.randrange(10000, max(ephemeral, 10001))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free TCP port between 10000 and %d" % ephemeral)
 
 
 class Server:
