@@ -409,3 +409,51 @@ def test_the_executor_probe_names_what_this_dagster_lacks():
     assert runtime._threaded_executor_problem((("dagster._core.no_such_module", "X", ()),)) == (
         "Dagster %s has no dagster._core.no_such_module.X" % version
     )
+
+
+def test_only_a_process_started_to_run_the_job_forks_its_zygote_at_load():
+    from dagster._core.code_pointer import FileCodePointer
+    from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
+    from dagster._grpc.types import ExecuteRunArgs
+
+    here = runtime._executes_job_here
+    assert here("F", ["job", "execute", "-f", "defs.py", "-j", "F"])
+    assert here("F", ["job", "execute", "-f", "defs.py", "--job=F"])
+    assert here("F", ["job", "execute", "-f", "defs.py"])  # the file's only job
+    assert not here("F", ["job", "execute", "-f", "defs.py", "-j", "G"])
+    for other in (["dev", "-f", "defs.py"], ["api", "grpc", "-f", "defs.py"], ["job", "launch", "-j", "F"], []):
+        assert not here("F", other)
+    # A run worker of Dagster's run launchers gets its job in a serialized argument.
+    origin = JobPythonOrigin("F", RepositoryPythonOrigin(sys.executable, FileCodePointer("defs.py", "F")))
+    argv = ExecuteRunArgs(job_origin=origin, run_id="r", instance_ref=None).get_command_args()
+    args = argv[argv.index("api"):]
+    assert here("F", args) and not here("G", args)
+    assert not here("F", ["api", "execute_run", "{not json"])
+
+
+def test_reused_sqlite_engines_store_every_event_from_many_threads(tmp_path):
+    import threading
+
+    from dagster import DagsterInstance
+    from dagster._core.events.log import EventLogEntry
+
+    with DagsterInstance.local_temp(str(tmp_path)) as instance:
+        assert runtime._reuse_sqlite_engines(instance)
+        run_id = "r1"
+
+        def store(thread):
+            for i in range(40):
+                instance.event_log_storage.store_event(EventLogEntry(
+                    error_info=None, level=20, user_message="%d-%d" % (thread, i), run_id=run_id,
+                    timestamp=time.time(), step_key="s", job_name="j", dagster_event=None,
+                ))
+
+        threads = [threading.Thread(target=store, args=(t,)) for t in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        messages = [e.user_message for e in instance.all_logs(run_id)]
+        assert sorted(messages) == sorted("%d-%d" % (t, i) for t in range(4) for i in range(40))
+        # Per thread, in the order stored.
+        assert [m for m in messages if m.startswith("2-")] == ["2-%d" % i for i in range(40)]
