@@ -599,16 +599,20 @@ def _reuse_sqlite_engines(instance):
     Only the exact class is changed, and only where it has what is replaced: anything else (Postgres, a
     subclass, another Dagster) is left as it is. Returns whether it changed anything.
     """
-    from alembic.script import ScriptDirectory
+    # SQLAlchemy and Alembic are reached through Dagster's own modules: the file imports only Dagster.
+    from dagster._core.storage import sql
     from dagster._core.storage.event_log.sqlite import sqlite_event_log as sqlite_log
 
     storage = instance.event_log_storage
     needs = ("_db_lock", "_initialized_dbs", "_initdb", "conn_string_for_shard", "_connect")
-    if type(storage) is not sqlite_log.SqliteEventLogStorage or not all(hasattr(storage, n) for n in needs):
+    if (
+        type(storage) is not sqlite_log.SqliteEventLogStorage
+        or not all(hasattr(storage, n) for n in needs)
+        or not all(hasattr(sqlite_log, n) for n in ("create_engine", "NullPool", "SQLITE_BUSY_TIMEOUT_SECONDS"))
+        or not hasattr(getattr(sql, "ScriptDirectory", None), "from_config")
+    ):
         return False
-    from sqlalchemy import create_engine
-    from sqlalchemy.pool import NullPool
-
+    create_engine, NullPool, ScriptDirectory = sqlite_log.create_engine, sqlite_log.NullPool, sql.ScriptDirectory
     engines = {}
 
     @contextmanager
