@@ -22,6 +22,7 @@ and foreach cardinality are read back from Metaflow's datastore at the latest at
 files; the environment of a task is built from an allowlist, never copied whole.
 """
 
+import functools
 import gc
 import hashlib
 import hmac
@@ -299,6 +300,7 @@ _DAGSTER_INTERNALS = (
 )
 
 
+@functools.lru_cache(maxsize=None)  # once per process, not once per job of a file of several flows
 def _threaded_executor_problem(internals=_DAGSTER_INTERNALS):
     """None if the installed Dagster has every one of ``internals`` (what _OpThreadExecutor uses), else what
     is missing.
