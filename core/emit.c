@@ -194,6 +194,7 @@ emit_options(StrBuf *o, const Options *p)
 	key_opt_str(o, "branch", p->branch, 0);
 	key_bool(o, "production", p->production, 0);
 	key_bool(o, "emit_step_events", p->emit_step_events, 0);
+	key_int(o, "max_num_splits", p->max_num_splits, 0);
 	mfd_sb_puts(o, "},\n");
 }
 
@@ -706,7 +707,7 @@ emit_job(StrBuf *o, const Flow *f, const Plan *p)
 	str(o, f->job_name);
 	mfd_sb_puts(o, ", description=");
 	str(o, mfd_printf(o->arena, "Metaflow flow %s", f->name));
-	mfd_sb_printf(o, ", executor_def=%s.executor())\ndef %s():\n", p->rt, p->job);
+	mfd_sb_printf(o, ", tags=%s.job_tags(), executor_def=%s.executor())\ndef %s():\n", p->rt, p->rt, p->job);
 	mfd_sb_indent(o, 1);
 	for (i = 0; i < p->nops; i++) {
 		op = &p->ops[i];

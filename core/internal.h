@@ -336,7 +336,10 @@ typedef struct Options {
 	const char *branch;     /* or NULL */
 	int production;
 	int emit_step_events;
+	int max_num_splits;     /* a foreach with more splits fails the run, as `run --max-num-splits` */
 } Options;
+
+#define MFD_DEFAULT_MAX_NUM_SPLITS 100 /* Metaflow's MAX_NUM_SPLITS */
 
 /* The flow's code package in the datastore (`create --code-package`): tasks run from it, not the flow file. */
 typedef struct CodePackage {

@@ -622,7 +622,7 @@ static void
 read_options(Compile *c, const MfdValue *ir, Options *o)
 {
 	static const char *const known[] = {"tags", "namespace", "max_workers", "workflow_timeout", "with",
-		"branch", "production", "emit_step_events", NULL};
+		"branch", "production", "emit_step_events", "max_num_splits", NULL};
 	const MfdValue *v = obj_field(c, ir, "", "options");
 
 	if (!v)
@@ -636,6 +636,9 @@ read_options(Compile *c, const MfdValue *ir, Options *o)
 	o->branch = opt_str_field(c, v, "options", "branch");
 	o->production = bool_field(c, v, "options", "production");
 	o->emit_step_events = bool_field(c, v, "options", "emit_step_events");
+	/* Optional (IR written before it existed): Metaflow's own default, `run --max-num-splits`. */
+	o->max_num_splits = mfd_object_get(v, "max_num_splits") ? int_field(c, v, "options", "max_num_splits", 1)
+		: MFD_DEFAULT_MAX_NUM_SPLITS;
 }
 
 /*

@@ -22,6 +22,8 @@ and foreach cardinality are read back from Metaflow's datastore at the latest at
 files; the environment of a task is built from an allowlist, never copied whole.
 """
 
+import collections
+import datetime
 import functools
 import gc
 import hashlib
@@ -30,14 +32,18 @@ import json
 import logging
 import os
 import queue
+import re
 import select
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import uuid
 import warnings
 from contextlib import ExitStack, contextmanager
 
@@ -54,6 +60,9 @@ from dagster import (
 )
 
 RUN_ID_TAG = "metaflow/run_id"
+ROOT_RUN_ID_TAG = "dagster/root_run_id"  # set by Dagster on every re-execution of a run
+DEPLOYMENT_TAG = "metaflow/deployment"  # job tag: the sha256 of the definitions file that defines the job
+JOB_FLOW_TAG = "metaflow/flow"
 TRIGGER_ENV = "METAFLOW_DAGSTER_TRIGGERS"
 ORIGIN_RUN_TAG = "metaflow/origin_run_id"
 RESUME_STEP_TAG = "metaflow/resume_step"
@@ -61,6 +70,19 @@ PARAMS_TASK_ID = "params"
 CODE_CACHE_ENV = "METAFLOW_DAGSTER_CODE_CACHE"  # where workers keep extracted code packages
 _KILL_GRACE_SECONDS = 5
 _ZYGOTE_MAX_REQUEST = 1 << 20
+
+
+def _file_digest(path):
+    """The short sha256 of the file at ``path`` ("" when it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()[:16]
+    except OSError:
+        return ""
+
+
+# The runtime is pasted into the generated file, so this is the digest of the definitions file (the deployment).
+_DEFINITIONS_DIGEST = _file_digest(__file__)
 
 
 class StaleDefinitionsError(Exception):
@@ -75,8 +97,15 @@ def task_id_for(idx, iteration=0):
 
 def metaflow_run_id(dagster_run_id, tags=None):
     """The Metaflow run id of a Dagster run: its ``metaflow/run_id`` tag, else derived from the Dagster run id
-    (``dagster-`` + 20 hex digits, never an integer)."""
-    return (tags or {}).get(RUN_ID_TAG) or "dagster-" + dagster_run_id.replace("-", "")[:20]
+    (``dagster-`` + 20 hex digits, never an integer).
+
+    A re-execution (the UI's "Re-execute": ``dagster/root_run_id`` among its tags) continues the Metaflow run
+    of its run group, so its id derives from the root run's id. (A root run with a ``metaflow/run_id`` tag
+    passes it on: Dagster copies a parent's tags to its re-executions; FlowRuntime.run_id reads the root's
+    tags when a re-execution was launched without them.)
+    """
+    tags = tags or {}
+    return tags.get(RUN_ID_TAG) or "dagster-" + (tags.get(ROOT_RUN_ID_TAG) or dagster_run_id).replace("-", "")[:20]
 
 
 def mapping_key(idx):
@@ -181,8 +210,9 @@ def _task_child(argv, env, cwd, out_w, err_w, report=None):  # pragma: no cover 
     ``os._exit`` and the CLI's exit status.
 
     ``report`` (optional) is ``(fd, spec)``: after a successful run the child writes the JSON ``_task_info``
-    of ``spec["pathspec"]`` to ``fd``, so the run worker needs no Metaflow of its own to read the task back.
-    With ``spec["reuse"]`` a task that already finished is not run again; its info is reported.
+    of ``spec["pathspec"]`` to ``fd``, so the run worker needs no Metaflow of its own to read the task back;
+    after a failed one, ``{"exception": ...}`` (see _task_exception) when the task recorded one. With
+    ``spec["reuse"]`` a task that already finished is not run again; its info is reported.
     """
     code = 1
     info = None
@@ -215,12 +245,65 @@ def _task_child(argv, env, cwd, out_w, err_w, report=None):  # pragma: no cover 
         traceback.print_exc()
     finally:
         try:
-            if report is not None and code == 0:
-                info = info or _report_info(report[1])
+            if report is not None:
+                if code == 0:
+                    info = info or _report_info(report[1])
+                elif "attempt" in report[1]:
+                    info = {"exception": _task_exception(report[1])}
                 if info is not None:  # else the run worker reads the datastore itself
                     with open(report[0], "wb", closefd=False) as f:
-                        f.write(json.dumps(info).encode())
+                        f.write(json.dumps(info, default=str).encode())
             sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _task_exception(spec):
+    """The exception a failed attempt recorded (Metaflow's ``_exception`` artifact, what ``Task.exception``
+    reads): ``{"type", "message", "traceback"}``, or None when the attempt recorded none (it failed before
+    or after the step function, or was killed)."""
+    try:
+        run_id, step, task_id = spec["pathspec"].split("/")
+        ds = _flow_datastore(spec["flow"]).get_task_datastore(
+            run_id, step, task_id, attempt=spec["attempt"], mode="r", allow_not_done=True)
+        wrapped = ds["_exception"]
+    except Exception:
+        return None
+    if wrapped is None:
+        return None
+    return {"type": getattr(wrapped, "type", None), "message": getattr(wrapped, "exception", None),
+            "traceback": getattr(wrapped, "stacktrace", None)}
+
+
+def _save_task_logs(spec):
+    """Save what a task printed (files of mflog lines) with the task, as Metaflow's own runtime does, so
+    ``Task.stdout``/``.stderr``, ``python flow.py logs`` and the Metaflow UI show it. Needs Metaflow: runs in a
+    child of the zygote, or in this process when tasks run without one."""
+    from pathlib import Path
+
+    from metaflow.mflog import RUNTIME_LOG_SOURCE
+
+    run_id, step, task_id = spec["pathspec"].split("/")
+    ds = _flow_datastore(spec["flow"]).get_task_datastore(run_id, step, task_id, attempt=spec["attempt"], mode="w")
+    ds.save_logs(RUNTIME_LOG_SOURCE, {name: Path(spec[name]) for name in ("stdout", "stderr")})
+
+
+def _saver_child(spec, out_w, err_w):  # pragma: no cover - runs in a forked child of the zygote
+    """Body of a zygote child that saves a task's logs (_save_task_logs) and exits 0, or 1 with the reason
+    on its stderr."""
+    code = 1
+    try:
+        os.dup2(err_w, 2)
+        for fd in {out_w, err_w} - {2}:
+            os.close(fd)
+        sys.stderr = open(2, "w", buffering=1, closefd=False)
+        _save_task_logs(spec)
+        code = 0
+    except BaseException as e:
+        print("cannot save the logs of %s: %s" % (spec.get("pathspec"), e), file=sys.stderr)
+    finally:
+        try:
             sys.stderr.flush()
         finally:
             os._exit(code)
@@ -351,7 +434,8 @@ def _multiprocess_executor(max_workers):
     )
 
 
-_OP_THREAD = threading.local()  # .launcher: the _Launcher of the run whose op this thread executes
+# .launcher: the _Launcher of the run whose op this thread executes; .streams: the op's captured stdout/stderr
+_OP_THREAD = threading.local()
 _INTERRUPTS = (KeyboardInterrupt, DagsterExecutionInterruptedError)
 
 
@@ -432,6 +516,8 @@ def _zygote_serve(sock, flow_dir):  # pragma: no cover - runs in the zygote
                 # Raw closes only: the epoll instance is shared with the zygote, unregistering would touch it.
                 for fd in [sel.fileno(), sock.detach(), wake_r, wake_w, status_w, *status_fds.values()]:
                     os.close(fd)
+                if spec and "save_logs" in spec:
+                    _saver_child(spec["save_logs"], out_w, err_w)
                 _task_child(argv, env, cwd, out_w, err_w, (report_w[0], spec) if report_w else None)
             for fd in [out_w, err_w, *report_w]:
                 os.close(fd)
@@ -494,6 +580,31 @@ class _Zygote:
     def send(self, payload, fds):
         with self._lock:
             socket.send_fds(self._sock, [payload], fds)
+
+    def save_logs(self, spec, timeout=120):
+        """Save a task's logs in a child of the zygote (_saver_child). Returns None, or why they were not saved."""
+        child = _ZygoteTask(self, [], {}, None, {"save_logs": spec})
+        err = b""
+        try:
+            deadline = time.monotonic() + timeout
+            open_fds = [child.stdout, child.stderr, child.report]
+            while open_fds:
+                ready = select.select(open_fds, [], [], max(0.0, deadline - time.monotonic()))[0]
+                if not ready:
+                    os.kill(child.pid, signal.SIGKILL)
+                    child.wait(_KILL_GRACE_SECONDS)
+                    return "saving took longer than %d seconds" % timeout
+                for f in ready:
+                    chunk = os.read(f.fileno(), 65536)
+                    if not chunk:
+                        open_fds.remove(f)
+                    elif f is child.stderr:
+                        err += chunk
+            rc = child.wait(timeout)
+        finally:
+            for f in (child.stdout, child.stderr, child.report):
+                f.close()
+        return None if rc == 0 else (err.decode("utf-8", "replace").strip() or "exit code %d" % rc)
 
     def close(self):
         """Let the zygote exit (the tasks it started run on) and reap it."""
@@ -673,20 +784,9 @@ class _Launcher:
     """What the op threads of one run share: the zygote (None when tasks must not fork) and a pipe that
     becomes readable when the run is interrupted, which ``_spawn`` watches beside the task's output."""
 
-    def __init__(self, zygote, streams=None):
+    def __init__(self, zygote):
         self.zygote = zygote
         self.cancel_fd, self._cancel_w = os.pipe()
-        self.streams = streams or {}  # "stdout"/"stderr" -> the run's captured log file (_task_output_logs)
-        self._echo_lock = threading.Lock()
-
-    def echo(self, name, line):
-        """A line of a task's ``name`` stream: to this process's own stream and to the run's captured logs."""
-        with self._echo_lock:
-            print(line, file=sys.stdout if name == "stdout" else sys.stderr, flush=True)
-            stream = self.streams.get(name)
-            if stream is not None:
-                stream.write(line + "\n")
-                stream.flush()
 
     def __enter__(self):
         return self
@@ -711,30 +811,184 @@ class _Launcher:
             self.zygote.close()
 
 
-@contextmanager
-def _task_output_logs(manager, log_key):
-    """The run's captured stdout/stderr logs under ``log_key``: yields (CapturedLogContext, streams).
+def _mflog(raw):
+    """A line of task output as Metaflow's log files hold it: mflog's ``[MFLOG|0|<UTC time>Z|runtime|<id>]``
+    prefix (what ``mflog.decorate`` writes for Metaflow's runtime, which timestamps a line when it reads it)."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return b"[MFLOG|0|%sZ|runtime|%s]%s\n" % (stamp.encode(), str(uuid.uuid4()).encode(), raw)
 
-    Every line a task prints reaches the op thread through a pipe, and _Launcher.echo writes it to ``streams``.
-    With Dagster's local compute log manager (the default) the lines are written to its files directly.
-    Its ``capture_logs`` would redirect this process's fds 1 and 2 and mirror them back with two ``tail -F``
-    and two watcher interpreters, which cost a linear-5 run about 0.15 s on 2 cores. Any other manager
-    (cloud storage, no-op) captures as Dagster does, and ``streams`` is empty: the redirection catches the lines.
+
+class _TaskOutput:
+    """What a task prints, line by line:
+
+    * to the Dagster log, stdout at INFO and stderr at ERROR (one record per line);
+    * to the op's captured stdout/stderr (``streams``: the UI's logs of the step, see _StepLogs) or, without
+      them, to this process's own stdout/stderr, where Dagster's capture finds them;
+    * with ``keep``, to two files of Metaflow log lines (_mflog), which _save_task_logs stores with the task.
+
+    The last lines of stderr are kept for the failure message.
     """
-    from dagster._core.storage.compute_log_manager import CapturedLogContext, ComputeIOType
-    from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
 
-    if type(manager) is not LocalComputeLogManager:
-        with manager.capture_logs(log_key) as context:
-            yield context, {}
-        return
-    with ExitStack() as stack:
-        streams = {name: stack.enter_context(manager.open_log_stream(log_key, io))
+    _TAIL = 200
+
+    def __init__(self, log, streams, keep):
+        self._log = {"stdout": log.info, "stderr": log.error}
+        self._streams = streams or {}
+        self._pending = {"stdout": b"", "stderr": b""}
+        self._tail = collections.deque(maxlen=self._TAIL)
+        self._dir = tempfile.mkdtemp(prefix="mfd-task-logs-") if keep else None
+        self._files = {n: open(os.path.join(self._dir, n), "wb") for n in ("stdout", "stderr")} if keep else {}
+
+    def feed(self, name, chunk):
+        """A chunk of stream ``name`` ("stdout" or "stderr"); b"" at its end."""
+        if chunk:
+            *lines, self._pending[name] = (self._pending[name] + chunk).split(b"\n")
+        else:
+            lines, self._pending[name] = [self._pending[name]] if self._pending[name] else [], b""
+        for raw in lines:
+            self._line(name, raw)
+
+    def _line(self, name, raw):
+        kept = self._files.get(name)
+        if kept is not None:
+            kept.write(_mflog(raw))
+        line = raw.decode("utf-8", "replace").rstrip()
+        stream = self._streams.get(name)
+        if stream is not None:
+            stream.write(line + "\n")
+            stream.flush()
+        if not line:
+            return
+        self._log[name](line)
+        if stream is None:
+            print(line, file=sys.stdout if name == "stdout" else sys.stderr, flush=True)
+        if name == "stderr":
+            self._tail.append(line)
+
+    def stderr_tail(self):
+        return list(self._tail)
+
+    def log_files(self):
+        """{"stdout": path, "stderr": path} of the kept Metaflow log lines, written out."""
+        for f in self._files.values():
+            f.flush()
+        return {name: f.name for name, f in self._files.items()}
+
+    def close(self):
+        for f in self._files.values():
+            f.close()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+
+_FRAME = re.compile(r'^\s*File "(?P<path>[^"]+)", line (?P<line>\d+), in (?P<func>.+)$')
+
+
+def _exception_from_stderr(lines):
+    """``{"type", "message", "traceback"}`` of the last Python traceback among ``lines`` (a task's stderr), or
+    None. The exception is the first unindented line after the traceback's frames."""
+    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")]
+    if not starts:
+        return None
+    block = lines[starts[-1]:]
+    for i, line in enumerate(block[1:], 1):
+        if line and not line[0].isspace():
+            kind, _, message = line.partition(": ")
+            return {"type": kind, "message": message, "traceback": "\n".join(block[: i + 1])}
+    return None
+
+
+def _user_frame(traceback_text, flow_file):
+    """``flow.py:17, in step`` for the innermost frame of ``traceback_text`` in the flow file (by file name, as
+    tasks may run from a code package), or None."""
+    found = None
+    for line in (traceback_text or "").splitlines():
+        m = _FRAME.match(line)
+        if m and os.path.basename(m.group("path")) == flow_file:
+            found = "%s:%s, in %s" % (flow_file, m.group("line"), m.group("func"))
+    return found
+
+
+def _task_failure(what, rc, exception, tail, task, flow_file):
+    """The Failure of a process that exited with ``rc``. For a task (``task``: its report spec) it leads
+    with the user's exception, type and message, and the flow file's frame (from the task's ``_exception``,
+    else its stderr), then names the task, attempt and exit code; its metadata carries each piece."""
+    exc = exception or _exception_from_stderr(tail)
+    metadata = {"exit_code": rc, "stderr": MetadataValue.text("\n".join(tail[-40:]))}
+    summary = "%s failed with exit code %d" % (what, rc)
+    if not exc:
+        last = next((line.strip() for line in reversed(tail) if line.strip()), None)
+        return Failure(description=summary + (": %s" % last if last else ""), metadata=metadata)
+    kind = (exc.get("type") or "Exception").replace("builtins.", "")
+    head = "%s: %s" % (kind, exc.get("message") or "")
+    frame = _user_frame(exc.get("traceback") or "\n".join(tail), flow_file)
+    metadata.update(exception=head, traceback=MetadataValue.text(exc.get("traceback") or ""))
+    if frame:
+        metadata["user_frame"] = frame
+    if task is not None:
+        metadata.update(pathspec=task["pathspec"], attempt=task.get("attempt", 0))
+    return Failure(description="%s\n  at %s\n  %s" % (head, frame or "(no frame in %s)" % flow_file, summary),
+                   metadata=metadata)
+
+
+class _StepLogs:
+    """The captured stdout/stderr of a run's ops, the UI's logs of each step.
+
+    With Dagster's local compute log manager (the default) each launch of an op gets files of its own, as a
+    step process of Dagster's multiprocess executor does, announced by a LOGS_CAPTURED event naming that
+    step; the op's tasks write their lines there (_TaskOutput). Any other manager captures as Dagster's
+    in-process executor does, one capture for the whole run: it redirects the process's descriptors (which
+    op threads share), so task lines go to this process's stdout/stderr for it to catch.
+    """
+
+    def __init__(self, job_context, stack):
+        from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
+
+        self._context = job_context
+        self._manager = job_context.instance.compute_log_manager
+        self.per_step = type(self._manager) is LocalComputeLogManager
+        self._stack = stack
+        self._open = {}  # launch -> ExitStack of its streams
+
+    def _key(self):
+        from dagster._core.execution.compute_logs import create_compute_log_file_key
+
+        return self._manager.build_log_key_for_run(self._context.run_id, create_compute_log_file_key())
+
+    def for_run(self, step_keys):
+        """Events announcing the whole-run capture (managers other than the local one)."""
+        from dagster._core.events import DagsterEvent
+
+        if self.per_step:
+            return
+        log_key = self._key()
+        log_context = self._stack.enter_context(self._manager.capture_logs(log_key))
+        yield DagsterEvent.capture_logs(self._context, step_keys, log_key, log_context)
+
+    def open(self, launch):
+        """(LOGS_CAPTURED event, streams) of a launch of an op; (None, None) without per-step capture."""
+        from dagster._core.events import DagsterEvent
+        from dagster._core.storage.compute_log_manager import CapturedLogContext, ComputeIOType
+
+        if not self.per_step:
+            return None, None
+        log_key = self._key()
+        stack = ExitStack()
+        streams = {name: stack.enter_context(self._manager.open_log_stream(log_key, io))
                    for name, io in (("stdout", ComputeIOType.STDOUT), ("stderr", ComputeIOType.STDERR))}
-        yield CapturedLogContext(log_key), streams
-    # As capture_logs does: the artifact that tells readers the logs are complete.
-    with open(manager.complete_artifact_path(log_key), "a"):
-        pass
+        path = self._manager.complete_artifact_path(log_key)
+        stack.callback(lambda: open(path, "a").close())  # as capture_logs does: readers know it is complete
+        self._open[launch] = stack
+        return DagsterEvent.capture_logs(self._context, [launch[0]], log_key, CapturedLogContext(log_key)), streams
+
+    def close(self, launch):
+        stack = self._open.pop(launch, None)
+        if stack is not None:
+            stack.close()
+
+    def close_all(self):
+        for launch in list(self._open):
+            self.close(launch)
 
 
 class _OpThreadExecutor(Executor):
@@ -755,6 +1009,7 @@ class _OpThreadExecutor(Executor):
         self._retries = retries
         self._max_concurrent = max_concurrent
         self._zygote = zygote  # forked when the executor was made, or None: _run_plan forks it
+        self._launches = 0
 
     @property
     def retries(self):
@@ -788,11 +1043,8 @@ class _OpThreadExecutor(Executor):
         )
 
     def _run_plan(self, job_context, execution_plan):
-        from dagster._core.events import DagsterEvent, EngineEventData
-        from dagster._core.execution.compute_logs import create_compute_log_file_key
         from dagster._core.execution.plan.active import ActiveExecution
         from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
-        from dagster._utils.error import serializable_error_info_from_exc_info
 
         if job_context.instance.python_log_level is None and job_context.log.level == logging.NOTSET:
             # Every log record is a write to the run's event log, and those writes are what serializes the
@@ -801,20 +1053,9 @@ class _OpThreadExecutor(Executor):
             # these jobs log from INFO up. Dagster's own events are recorded whatever the level.
             job_context.log.setLevel(logging.INFO)
         with ExitStack() as stack:
-            # The run's stdout/stderr logs (the UI's raw log view) hold the output of its tasks.
-            logs = job_context.instance.compute_log_manager
-            log_key = logs.build_log_key_for_run(job_context.run_id, create_compute_log_file_key())
-            step_keys = [s.key for s in execution_plan.get_steps_to_execute_in_topo_order()]
-            streams = {}
-            try:
-                log_context, streams = stack.enter_context(_task_output_logs(logs, log_key))
-                yield DagsterEvent.capture_logs(job_context, step_keys, log_key, log_context)
-            except Exception:
-                yield DagsterEvent.engine_event(
-                    job_context,
-                    "Exception while setting up compute log capture",
-                    EngineEventData(error=serializable_error_info_from_exc_info(sys.exc_info())),
-                )
+            logs = _StepLogs(job_context, stack)
+            stack.callback(logs.close_all)
+            yield from self._capture_run_logs(job_context, logs, execution_plan)
             concurrency = stack.enter_context(InstanceConcurrencyContext(job_context.instance, job_context.dagster_run))
             active = stack.enter_context(
                 ActiveExecution(
@@ -827,72 +1068,98 @@ class _OpThreadExecutor(Executor):
             )
             # Forked while this is the only thread of the process: before any op thread starts.
             zygote, self._zygote = self._zygote, None
-            launcher = stack.enter_context(self._runtime._launcher(zygote, streams))
-            events = queue.Queue()
-            # Keyed by launch, not by step: a step up for retry is launched again while the thread of its
-            # failed attempt may still be finishing.
-            threads, launches, errors, stopping = {}, 0, [], False
-            try:
-                while (not stopping and not active.is_complete) or threads:
-                    if not stopping and active.check_for_interrupts():
-                        stopping = True
-                        active.mark_interrupted()
-                        launcher.cancel()
-                        yield DagsterEvent.engine_event(
-                            job_context,
-                            "Interrupted: stopping the Metaflow tasks of %d running ops" % len(threads),
-                            EngineEventData.interrupted(list(threads)),
-                        )
-                    if not stopping:
-                        for step in active.get_steps_to_execute(limit=self._max_concurrent - len(threads)):
-                            step_context = job_context.for_step(step, active.get_known_state())
-                            launches += 1
-                            launch = (step.key, launches)
-                            thread = threading.Thread(
-                                target=_op_thread,
-                                args=(launch, step_context, launcher, events),
-                                name="op %s" % step.key,
-                                daemon=True,
-                            )
-                            threads[launch] = thread
-                            thread.start()
-                        yield from active.concurrency_event_iterator(job_context)
-                    wait = 0.5 if threads else min(max(active.sleep_interval(), 0.01), 0.5)
-                    try:
-                        launch, event, error = events.get(timeout=wait)
-                    except queue.Empty:
-                        continue
-                    if event is None:  # the op's thread has finished
-                        threads.pop(launch).join()
-                        if error is not None and not isinstance(error, _INTERRUPTS):
-                            errors.append(error)
-                        if all(key != launch[0] for key, _ in threads):  # not relaunched for a retry
-                            active.verify_complete(job_context, launch[0])
-                    else:
-                        yield event
-                        active.handle_event(event)
-                    yield from active.plan_events_iterator(job_context)
-            finally:
-                if threads:  # leaving early (an exception, or the caller closed us): stop every task
+            launcher = stack.enter_context(self._runtime._launcher(zygote))
+            yield from self._drive(job_context, active, launcher, logs)
+
+    @staticmethod
+    def _capture_run_logs(job_context, logs, execution_plan):
+        """The whole-run log capture when ops cannot have their own (_StepLogs), reported as Dagster does."""
+        from dagster._core.events import DagsterEvent, EngineEventData
+        from dagster._utils.error import serializable_error_info_from_exc_info
+
+        try:
+            yield from logs.for_run([s.key for s in execution_plan.get_steps_to_execute_in_topo_order()])
+        except Exception:
+            yield DagsterEvent.engine_event(
+                job_context,
+                "Exception while setting up compute log capture",
+                EngineEventData(error=serializable_error_info_from_exc_info(sys.exc_info())),
+            )
+
+    def _drive(self, job_context, active, launcher, logs):
+        """Launch each step that is ready in a thread of its own (_op_thread) and yield the events the threads
+        queue, until the plan is complete or the run is interrupted."""
+        from dagster._core.events import DagsterEvent, EngineEventData
+
+        events = queue.Queue()
+        # Keyed by launch, not by step: a step up for retry is launched again while the thread of its
+        # failed attempt may still be finishing.
+        threads, errors, stopping = {}, [], False
+        try:
+            while (not stopping and not active.is_complete) or threads:
+                if not stopping and active.check_for_interrupts():
+                    stopping = True
+                    active.mark_interrupted()
                     launcher.cancel()
-                    for thread in threads.values():
-                        thread.join(_KILL_GRACE_SECONDS * 2)
-            if stopping:
-                raise DagsterExecutionInterruptedError()
-            if errors:
-                raise errors[0]
+                    yield DagsterEvent.engine_event(
+                        job_context,
+                        "Interrupted: stopping the Metaflow tasks of %d running ops" % len(threads),
+                        EngineEventData.interrupted([key for key, _ in threads]),
+                    )
+                if not stopping:
+                    for step in active.get_steps_to_execute(limit=self._max_concurrent - len(threads)):
+                        yield from self._launch(job_context, active, step, launcher, logs, events, threads)
+                    yield from active.concurrency_event_iterator(job_context)
+                wait = 0.5 if threads else min(max(active.sleep_interval(), 0.01), 0.5)
+                try:
+                    launch, event, error = events.get(timeout=wait)
+                except queue.Empty:
+                    continue
+                if event is None:  # the op's thread has finished
+                    threads.pop(launch).join()
+                    logs.close(launch)
+                    if error is not None and not isinstance(error, _INTERRUPTS):
+                        errors.append(error)
+                    if all(key != launch[0] for key, _ in threads):  # not relaunched for a retry
+                        active.verify_complete(job_context, launch[0])
+                else:
+                    yield event
+                    active.handle_event(event)
+                yield from active.plan_events_iterator(job_context)
+        finally:
+            if threads:  # leaving early (an exception, or the caller closed us): stop every task
+                launcher.cancel()
+                for thread in threads.values():
+                    thread.join(_KILL_GRACE_SECONDS * 2)
+        if stopping:
+            raise DagsterExecutionInterruptedError()
+        if errors:
+            raise errors[0]
+
+    def _launch(self, job_context, active, step, launcher, logs, events, threads):
+        """Start the thread of one launch of ``step``, with the logs of its own it writes to (_StepLogs)."""
+        self._launches += 1
+        launch = (step.key, self._launches)
+        captured, streams = logs.open(launch)
+        if captured is not None:
+            yield captured
+        step_context = job_context.for_step(step, active.get_known_state())
+        thread = threading.Thread(target=_op_thread, args=(launch, step_context, launcher, streams, events),
+                                  name="op %s" % step.key, daemon=True)
+        threads[launch] = thread
+        thread.start()
 
 
-def _op_thread(launch, step_context, launcher, events):
+def _op_thread(launch, step_context, launcher, streams, events):
     """Body of an op's thread: Dagster's event sequence of the step, then its hooks, queued for the executor.
 
     ``dagster_event_sequence_for_step`` turns every error of the op into a failure (or retry) event and
     raises only interrupts (and any error when the run asks to raise them); the last item queued for the
-    step is ``(launch, None, that exception or None)``.
+    step is ``(launch, None, that exception or None)``. What the op's tasks print goes to ``streams``.
     """
     from dagster._core.execution.plan.execute_plan import _trigger_hook, dagster_event_sequence_for_step
 
-    _OP_THREAD.launcher = launcher
+    _OP_THREAD.launcher, _OP_THREAD.streams = launcher, streams
     error = None
     try:
         step_events = []
@@ -904,7 +1171,7 @@ def _op_thread(launch, step_context, launcher, events):
     except BaseException as e:
         error = e
     finally:
-        _OP_THREAD.launcher = None
+        _OP_THREAD.launcher = _OP_THREAD.streams = None
         events.put((launch, None, error))
 
 
@@ -920,6 +1187,7 @@ class FlowRuntime:
     def __init__(self, flow, check_stale=True):
         self.flow = flow
         self.steps = flow["steps"]
+        self._root_run_ids = {}  # root Dagster run id -> its Metaflow run id (re-executions)
         package = flow.get("code_package")
         if check_stale and not package:
             self._check_stale()
@@ -1095,16 +1363,15 @@ class FlowRuntime:
         gc.freeze()
         return _Zygote(os.path.dirname(os.path.abspath(os.path.join(self._task_cwd(), self.flow["file"]))))
 
-    def _launcher(self, zygote=None, streams=None):
-        """The _Launcher of a run, with ``zygote`` (the executor forked it early) or one forked now, writing
-        task output to ``streams`` as well (see _task_output_logs).
+    def _launcher(self, zygote=None):
+        """The _Launcher of a run, with ``zygote`` (the executor forked it early) or one forked now.
 
         Call it while this process runs one thread.
         """
         if zygote is None:
             zygote = self._zygote()
         gc.freeze()  # the run's set-up too (see _zygote)
-        return _Launcher(zygote, streams)
+        return _Launcher(zygote)
 
     def param_schema(self):
         """Dagster config schema of the start op: one launchpad field per Metaflow Parameter."""
@@ -1139,8 +1406,21 @@ class FlowRuntime:
     # ----- ids, commands, environment ----------------------------------------------------------------
 
     def run_id(self, context):
-        """The Metaflow run id of this Dagster run: the ``metaflow/run_id`` tag, else derived from the run id."""
-        return metaflow_run_id(context.run_id, context.run.tags)
+        """The Metaflow run id of this Dagster run: the ``metaflow/run_id`` tag, else derived from the run id;
+        for a re-execution, the Metaflow run of its root run (see metaflow_run_id)."""
+        tags = context.run.tags
+        root = tags.get(ROOT_RUN_ID_TAG)
+        if tags.get(RUN_ID_TAG) or not root:
+            return metaflow_run_id(context.run_id, tags)
+        if root not in self._root_run_ids:  # a re-execution launched without its root's tags: read them
+            record = context.instance.get_run_by_id(root)
+            self._root_run_ids[root] = metaflow_run_id(root, record.tags if record is not None else None)
+        return self._root_run_ids[root]
+
+    def job_tags(self):
+        """Tags of the flow's job: the flow, and the digest of the definitions file (``metaflow/deployment``),
+        which tells `create` and `trigger` what a running Dagster serves. Runs carry them too."""
+        return {JOB_FLOW_TAG: self.flow["name"], DEPLOYMENT_TAG: _DEFINITIONS_DIGEST}
 
     def _top_level_args(self):
         s = self.flow["settings"]
@@ -1244,121 +1524,128 @@ class FlowRuntime:
             return False
         return step is None or not any(k.startswith("METAFLOW_") for k in self.steps[step]["env"])
 
-    def _spawn(self, context, argv, env, timeout, what, fork=False, report=None):
+    def _spawn(self, context, argv, env, timeout, what, fork=False, report=None, logs=None):
         """Run ``argv`` (never through a shell), streaming its output into the Dagster log as it comes.
 
         ``argv`` is ``[python, flow file, args...]``. With ``fork`` the task runs in a forked child of this
         process that executes the flow file as ``__main__`` with those args, exactly as the interpreter would.
         Kills the whole process group when ``timeout`` seconds (0 = none) pass. Raises Failure on a non-zero
-        exit or a timeout. Returns the ``_task_info`` of ``report["pathspec"]`` (with ``report["keys"]``) when
-        a ``report`` spec is given, else None: reported by the task when the zygote forked it, else read here.
-        With ``report["reuse"]`` a task that already finished is not run again.
+        exit or a timeout, led by the task's own exception when it recorded one. Returns the ``_task_info``
+        of ``report["pathspec"]`` (with ``report["keys"]``) when a ``report`` spec is given, else None:
+        reported by the task when the zygote forked it, else read here. With ``report["reuse"]`` a task that
+        already finished is not run again. With ``logs`` (``{"pathspec", "attempt"}``) what the task printed
+        is also saved with the task in Metaflow's datastore, whatever its outcome (_TaskOutput).
         """
-        cwd = self._task_cwd()
         launcher = getattr(_OP_THREAD, "launcher", None)
         if launcher is not None and launcher.cancelled:
             raise DagsterExecutionInterruptedError()
-        spec = None
-        if report is not None:  # what the task needs to read itself back
-            spec = dict(report, flow={"name": self.flow["name"], "settings": self.flow["settings"]})
-        proc = None
-        if fork and launcher is not None:  # an op thread: never fork this (multi-threaded) process itself
-            if launcher.zygote is not None:
-                try:
-                    proc = launcher.zygote.start(argv[1:], env, cwd, spec)
-                except OSError as e:
-                    context.log.warning("the zygote cannot fork %s (%s); starting a new interpreter" % (what, e))
-        if proc is None and spec is not None and spec.get("reuse"):
-            try:
-                return _task_info(spec["flow"], spec["pathspec"], spec["keys"])
-            except Exception:  # not finished yet: run it
-                pass
-        if proc is None and fork and launcher is None:
-            proc = _ForkedTask(argv[1:], env, cwd)
-        if proc is None:
-            proc = subprocess.Popen(
-                argv,
-                env=env,
-                cwd=cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
-        sel = selectors.DefaultSelector()
-        sel.register(proc.stdout, selectors.EVENT_READ, ("stdout", context.log.info))
-        sel.register(proc.stderr, selectors.EVENT_READ, ("stderr", context.log.error))
-        reported = getattr(proc, "report", None)
-        if reported is not None:
-            sel.register(reported, selectors.EVENT_READ, ("report", None))
-        if launcher is not None:
-            sel.register(launcher.cancel_fd, selectors.EVENT_READ, ("cancel", None))
-        deadline = time.monotonic() + timeout if timeout else None
-        tail = []
-        pending = {"stdout": b"", "stderr": b"", "report": b""}
-        open_streams = 2 if reported is None else 3
-        timed_out = False
+        flow = {"name": self.flow["name"], "settings": self.flow["settings"]}
+        spec = None if report is None else dict(report, flow=flow)  # what the task needs to read itself back
+        proc = self._start(context, argv, env, what, fork, launcher, spec)
+        if proc is None:  # report["reuse"]: the task had finished
+            return _task_info(spec["flow"], spec["pathspec"], spec["keys"])
+        output = _TaskOutput(context.log, getattr(_OP_THREAD, "streams", None), logs is not None)
+        timed_out, report_bytes = False, b""
         try:
-            while open_streams:
-                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-                events = sel.select(wait)
-                if not events and deadline is not None and time.monotonic() >= deadline:
-                    timed_out = True
-                    self._kill(proc)
-                    break
-                for key, _ in events:
-                    name, log = key.data
-                    if name == "cancel":  # the run was interrupted (terminated)
-                        raise DagsterExecutionInterruptedError()
-                    chunk = os.read(key.fileobj.fileno(), 65536)
-                    if name == "report":  # kept whole, read to its end
-                        pending[name] += chunk
-                        if not chunk:
-                            sel.unregister(key.fileobj)
-                            open_streams -= 1
-                        continue
-                    if not chunk:
-                        sel.unregister(key.fileobj)
-                        open_streams -= 1
-                        lines = [pending[name]] if pending[name] else []
-                    else:
-                        data = pending[name] + chunk
-                        *lines, pending[name] = data.split(b"\n")
-                    for raw in lines:
-                        line = raw.decode("utf-8", "replace").rstrip()
-                        if line:
-                            log(line)
-                            if launcher is not None:
-                                launcher.echo(name, line)
-                            else:
-                                print(line, file=sys.stdout if name == "stdout" else sys.stderr, flush=True)
-                            if name == "stderr":
-                                tail = (tail + [line])[-40:]
+            timed_out, report_bytes = self._pump(proc, output, launcher, timeout)
+            rc = proc.wait()
         except BaseException:
             # Interrupted (terminate, op failure): never leave the task's process group running.
             self._kill(proc)
             raise
-        sel.close()
-        rc = proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
-        if reported is not None:
-            reported.close()
+        finally:
+            for f in (proc.stdout, proc.stderr, getattr(proc, "report", None)):
+                if f is not None:
+                    f.close()
+            if logs is not None:
+                self._save_logs(context, launcher, dict(logs, flow=flow), output)
+            output.close()
         if timed_out:
             raise Failure(
                 description="%s timed out after %d seconds and was killed" % (what, timeout),
                 metadata={"timeout_seconds": timeout},
             )
+        reported = json.loads(report_bytes) if report_bytes else None
         if rc != 0:
-            raise Failure(
-                description="%s failed with exit code %d" % (what, rc),
-                metadata={"stderr": MetadataValue.text("\n".join(tail))},
-            )
+            task = None
+            if report is not None and "attempt" in report:
+                task = dict(report, pathspec="%s/%s" % (self.flow["name"], report["pathspec"]))
+            raise _task_failure(what, rc, (reported or {}).get("exception"), output.stderr_tail(), task,
+                                os.path.basename(self.flow["file"]))
         if spec is not None:  # the task's report, or (none made) the datastore read here
-            if pending["report"]:
-                return json.loads(pending["report"])
-            return _task_info(spec["flow"], spec["pathspec"], spec["keys"])
+            return reported if reported is not None else _task_info(spec["flow"], spec["pathspec"], spec["keys"])
         return None
+
+    def _start(self, context, argv, env, what, fork, launcher, spec):
+        """Start the process of ``argv``: forked by the run's zygote, forked from this process (no op threads)
+        or a new interpreter. None when ``spec["reuse"]`` finds the task finished (then nothing runs)."""
+        cwd = self._task_cwd()
+        if fork and launcher is not None and launcher.zygote is not None:  # never fork a threaded process
+            try:
+                return launcher.zygote.start(argv[1:], env, cwd, spec)
+            except OSError as e:
+                context.log.warning("the zygote cannot fork %s (%s); starting a new interpreter" % (what, e))
+        if spec is not None and spec.get("reuse"):
+            try:
+                _task_info(spec["flow"], spec["pathspec"], spec["keys"])
+                return None
+            except Exception:  # not finished yet: run it
+                pass
+        if fork and launcher is None:
+            return _ForkedTask(argv[1:], env, cwd)
+        return subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
+
+    def _pump(self, proc, output, launcher, timeout):
+        """Feed what ``proc`` prints to ``output`` until its streams close or ``timeout`` seconds (0 = none)
+        pass (then it is killed). Raises DagsterExecutionInterruptedError when the run is interrupted.
+        Returns (timed out, the bytes of its report pipe)."""
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ, "stdout")
+        sel.register(proc.stderr, selectors.EVENT_READ, "stderr")
+        reported = getattr(proc, "report", None)
+        if reported is not None:
+            sel.register(reported, selectors.EVENT_READ, "report")
+        if launcher is not None:
+            sel.register(launcher.cancel_fd, selectors.EVENT_READ, "cancel")
+        deadline = time.monotonic() + timeout if timeout else None
+        report, open_streams = b"", 2 if reported is None else 3
+        try:
+            while open_streams:
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                ready = sel.select(wait)
+                if not ready and deadline is not None and time.monotonic() >= deadline:
+                    self._kill(proc)
+                    return True, report
+                for key, _ in ready:
+                    if key.data == "cancel":  # the run was interrupted (terminated)
+                        raise DagsterExecutionInterruptedError()
+                    chunk = os.read(key.fileobj.fileno(), 65536)
+                    if not chunk:
+                        sel.unregister(key.fileobj)
+                        open_streams -= 1
+                    if key.data == "report":  # kept whole, read to its end
+                        report += chunk
+                    else:
+                        output.feed(key.data, chunk)
+        finally:
+            sel.close()
+        return False, report
+
+    def _save_logs(self, context, launcher, spec, output):
+        """Save what a task printed with it in Metaflow's datastore (_save_task_logs): in a child of the zygote
+        (which has Metaflow) or, without one, here. A failure to save is a warning, never the op's failure."""
+        spec = dict(spec, **output.log_files())
+        try:
+            if launcher is not None and launcher.zygote is not None:
+                problem = launcher.zygote.save_logs(spec)
+            else:
+                _save_task_logs(spec)
+                problem = None
+        except Exception as e:
+            problem = str(e) or type(e).__name__
+        if problem:
+            context.log.warning("the output of task %s is not saved with it in Metaflow: %s" % (spec["pathspec"], problem))
 
     @staticmethod
     def _kill(proc):
@@ -1378,9 +1665,10 @@ class FlowRuntime:
 
     # ----- datastore read-back ------------------------------------------------------------------------
 
-    def _task_datastore(self, pathspec):
+    def _task_datastore(self, pathspec, allow_not_done=False):
         run_id, step, task_id = pathspec.split("/")
-        return _flow_datastore(self.flow).get_task_datastore(run_id, step, task_id, attempt=None, mode="r")
+        return _flow_datastore(self.flow).get_task_datastore(
+            run_id, step, task_id, attempt=None, mode="r", allow_not_done=allow_not_done)
 
     def _metadata(self, pathspec, names):
         snippet = "from metaflow import Task\ntask = Task(%r)\n%s" % (
@@ -1501,25 +1789,16 @@ class FlowRuntime:
         are the task's artifacts named in ``keys``."""
         spec = self.steps[step]
         run_id = self.run_id(context)
-        split = None
-        if prev is not None:
-            idx, input_paths = prev["idx"], [prev["task"]]
-        elif step == self.flow["start_step"]:
-            idx, input_paths = [], [self._init_params(context, run_id)]
-        else:
-            idx = list(parents[0]["idx"])
-            if spec["foreach_join"]:
-                idx = idx[:-1]
-            ordered = sorted(parents, key=lambda t: (t["idx"], t["step"]))
-            input_paths = list(dict.fromkeys(t["task"] for t in ordered))
-            split = parents[0].get("split")
+        idx, input_paths, split = self._task_inputs(context, run_id, step, parents, prev)
         task_id = task_id_for(idx, iteration)
+        pathspec = "%s/%s/%s" % (run_id, step, task_id)
+        attempt, max_user_retries = self._attempt(context, pathspec, spec["user_retries"])
         argv = self._command(
             "step", step,
             "--run-id", run_id,
             "--task-id", task_id,
-            "--retry-count", str(context.retry_number),
-            "--max-user-code-retries", str(spec["user_retries"]),
+            "--retry-count", str(attempt),
+            "--max-user-code-retries", str(max_user_retries),
         )
         origin = self._clone_origin(context, step, task_id)
         if origin:
@@ -1532,22 +1811,21 @@ class FlowRuntime:
             argv += ["--tag", tag]
         if self.flow["options"]["namespace"] is not None:  # the namespace of client calls in the task
             argv.append("--namespace=%s" % self.flow["options"]["namespace"])
-        pathspec = "%s/%s/%s" % (run_id, step, task_id)
-        what = "Metaflow step '%s' (task %s, attempt %d%s)" % (
-            step, pathspec, context.retry_number, ", cloned from %s" % origin if origin else ""
+        what = "Metaflow step '%s' (task %s/%s, attempt %d%s)" % (
+            step, self.flow["name"], pathspec, attempt, ", cloned from %s" % origin if origin else ""
         )
         context.log.info("running %s" % what)
-        timeout = self._time_limit(context, spec["timeout"])
         triggers = self._triggers(context)
-        extra = {TRIGGER_ENV: json.dumps(triggers)} if triggers else None
-        report = {"pathspec": pathspec, "keys": list(keys)}
-        env = self._env(step, extra)
+        env = self._env(step, {TRIGGER_ENV: json.dumps(triggers)} if triggers else None)
+        report = {"pathspec": pathspec, "keys": list(keys), "attempt": attempt}
+        logs = None if origin else {"pathspec": pathspec, "attempt": attempt}  # clones keep their origin's
         warm = None
         if emitted_events(self.flow, step):
             warm = threading.Thread(target=_warm_runless_events, args=(context.instance,), daemon=True)
             warm.start()
         try:
-            info = self._spawn(context, argv, env, timeout, what, fork=self._can_fork(step), report=report)
+            info = self._spawn(context, argv, env, self._time_limit(context, spec["timeout"]), what,
+                               fork=self._can_fork(step), report=report, logs=logs)
         finally:
             if warm is not None:
                 warm.join()
@@ -1556,6 +1834,51 @@ class FlowRuntime:
         self._emit_events(context, step, pathspec)
         token = {"step": step, "task": pathspec, "idx": idx, "split": None, "dead": False}
         return token, info["values"], self._metadata(pathspec, info["names"])
+
+    def _task_inputs(self, context, run_id, step, parents, prev):
+        """(foreach index stack, input paths, split index or None) of a task of ``step``: the start step reads
+        the run's parameters (running ``init`` first), a recursive switch's repeat its previous iteration
+        (``prev``), any other step its parents' tasks."""
+        if prev is not None:
+            return prev["idx"], [prev["task"]], None
+        if step == self.flow["start_step"]:
+            return [], [self._init_params(context, run_id)], None
+        idx = list(parents[0]["idx"])
+        if self.steps[step]["foreach_join"]:
+            idx = idx[:-1]
+        ordered = sorted(parents, key=lambda t: (t["idx"], t["step"]))
+        return idx, list(dict.fromkeys(t["task"] for t in ordered)), parents[0].get("split")
+
+    def _attempt(self, context, pathspec, user_retries):
+        """``(--retry-count, --max-user-code-retries)`` of this attempt of task ``pathspec``.
+
+        Within one Dagster run the attempt is Dagster's retry number. A re-execution (the UI's "Re-execute")
+        continues the Metaflow run of its group, so its attempts go on after those the task already made
+        there, as @retry's would, and ``@retry``/``@catch`` count from the re-execution's first attempt.
+        The task's attempts so far are read from Metaflow's datastore (only for re-executions).
+        """
+        retry = context.retry_number
+        if not context.run.tags.get(ROOT_RUN_ID_TAG):
+            return retry, user_retries
+        from metaflow.metaflow_config import MAX_ATTEMPTS
+
+        base = max(0, self._next_attempt(pathspec) - retry)
+        if base + retry >= MAX_ATTEMPTS:
+            raise Failure(
+                description="task %s/%s has had %d attempts, all that Metaflow allows (MAX_ATTEMPTS): re-execute "
+                "no more, resume the run instead (python <flow file> dagster resume --origin-run-id %s)"
+                % (self.flow["name"], pathspec, MAX_ATTEMPTS, pathspec.split("/")[0]),
+                allow_retries=False,
+            )
+        return base + retry, base + user_retries
+
+    def _next_attempt(self, pathspec):
+        """The number of the attempt after the last one task ``pathspec`` started (0 when none did)."""
+        try:
+            ds = self._task_datastore(pathspec, allow_not_done=True)
+        except Exception:  # no attempt at all
+            return 0
+        return 0 if ds.attempt is None else ds.attempt + 1
 
     def _dead(self, step, parents):
         idx = list(parents[0]["idx"]) if parents else []
@@ -1578,7 +1901,7 @@ class FlowRuntime:
     def fan_out(self, context, step, inputs):
         """Op body of a top-level foreach step: run it, then yield one DynamicOutput per split."""
         token, values, md = self._run_task(context, step, self._parents(step, inputs), keys=["_foreach_num_splits"])
-        n = values["_foreach_num_splits"]
+        n = self._num_splits(step, token, values)
         for i in range(n):
             child = dict(token, idx=token["idx"] + [i], split=i)
             yield DynamicOutput(
@@ -1592,8 +1915,23 @@ class FlowRuntime:
         if parents and not live:
             return Output(dict(self._dead(step, parents), splits=0))
         token, values, md = self._run_task(context, step, live, keys=["_foreach_num_splits"])
-        n = values["_foreach_num_splits"]
+        n = self._num_splits(step, token, values)
         return Output(dict(token, splits=n), metadata=dict(md, splits=n))
+
+    def _num_splits(self, step, token, values):
+        """The number of splits a foreach task yielded; fails the op, as Metaflow's runtime fails the run, when
+        it is more than ``create --max-num-splits`` (Metaflow's default, 100, unless given)."""
+        n = values["_foreach_num_splits"]
+        limit = self.flow["options"].get("max_num_splits", 100)
+        if n > limit:
+            raise Failure(
+                description="Foreach in step %s (task %s/%s) yielded %d child steps which is more than the current "
+                "maximum of %d children. You can raise the maximum with the --max-num-splits option of "
+                "`dagster create`." % (step, self.flow["name"], token["task"], n, limit),
+                metadata={"splits": n, "max_num_splits": limit},
+                allow_retries=False,
+            )
+        return n
 
     def switch(self, context, step, inputs, targets, optional):
         """Op body of a split-switch step: yield an Output named after the chosen target step.

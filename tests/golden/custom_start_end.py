@@ -22,7 +22,7 @@ FLOW = {
         {"name": "settings", "value": "[{\"depth\": 3}, false]"},
     ],
     "settings": {"datastore": "local", "datastore_root": "/src/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "METAFLOW_*"]},
-    "options": {"tags": ["nightly", "team:ml"], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False},
+    "options": {"tags": ["nightly", "team:ml"], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": None,
     "finish_triggers": None,
     "steps": {
@@ -69,7 +69,7 @@ def op_finish(context, middle):
     return mf.run(context, "finish", [middle])
 
 
-@job(name="demo_user_alice_CustomStartEndFlow", description="Metaflow flow CustomStartEndFlow", executor_def=mf.executor())
+@job(name="demo_user_alice_CustomStartEndFlow", description="Metaflow flow CustomStartEndFlow", tags=mf.job_tags(), executor_def=mf.executor())
 def demo_user_alice_CustomStartEndFlow():
     begin = op_begin()
     middle = op_middle(begin)

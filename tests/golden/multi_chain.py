@@ -29,7 +29,7 @@ FLOW_chain_user_tester_ChainAFlow = {
     ],
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/data/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "tester", "env_allowlist": ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "METAFLOW_*", "AWS_*", "DAGSTER_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"]},
-    "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False},
+    "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": None,
     "finish_triggers": None,
     "steps": {
@@ -61,7 +61,7 @@ def op_chain_user_tester_ChainAFlow__end(context, start):
     return mf_chain_user_tester_ChainAFlow.run(context, "end", [start])
 
 
-@job(name="chain_user_tester_ChainAFlow", description="Metaflow flow ChainAFlow", executor_def=mf_chain_user_tester_ChainAFlow.executor())
+@job(name="chain_user_tester_ChainAFlow", description="Metaflow flow ChainAFlow", tags=mf_chain_user_tester_ChainAFlow.job_tags(), executor_def=mf_chain_user_tester_ChainAFlow.executor())
 def chain_user_tester_ChainAFlow():
     start = op_chain_user_tester_ChainAFlow__start()
     end = op_chain_user_tester_ChainAFlow__end(start)
@@ -81,7 +81,7 @@ FLOW_chain_user_tester_ChainBFlow = {
     "parameters": [],
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/data/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "tester", "env_allowlist": ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "METAFLOW_*", "AWS_*", "DAGSTER_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"]},
-    "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False},
+    "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": None,
     "finish_triggers": {"events": [
         {"name": "metaflow.chain.user.tester.ChainAFlow.end", "flow": "ChainAFlow", "type": "run", "filters": {"auto-generated-by-metaflow": "True", "project_name": "chain", "branch_name": "user.tester"}},
@@ -126,7 +126,7 @@ def op_chain_user_tester_ChainBFlow__end(context, done):
     return mf_chain_user_tester_ChainBFlow.run(context, "end", [done])
 
 
-@job(name="chain_user_tester_ChainBFlow", description="Metaflow flow ChainBFlow", executor_def=mf_chain_user_tester_ChainBFlow.executor())
+@job(name="chain_user_tester_ChainBFlow", description="Metaflow flow ChainBFlow", tags=mf_chain_user_tester_ChainBFlow.job_tags(), executor_def=mf_chain_user_tester_ChainBFlow.executor())
 def chain_user_tester_ChainBFlow():
     start = op_chain_user_tester_ChainBFlow__start()
     done = op_chain_user_tester_ChainBFlow__done(start)
@@ -151,7 +151,7 @@ FLOW_ChainCFlow = {
     "parameters": [],
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/data/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "tester", "env_allowlist": ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "METAFLOW_*", "AWS_*", "DAGSTER_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"]},
-    "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False},
+    "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": None,
     "finish_triggers": {"events": [
         {"name": "metaflow.chain.user.tester.ChainAFlow.end", "flow": "ChainAFlow", "type": "run", "filters": {"auto-generated-by-metaflow": "True", "project_name": "chain", "branch_name": "user.tester"}},
@@ -186,7 +186,7 @@ def op_ChainCFlow__end(context, start):
     return mf_ChainCFlow.run(context, "end", [start])
 
 
-@job(name="ChainCFlow", description="Metaflow flow ChainCFlow", executor_def=mf_ChainCFlow.executor())
+@job(name="ChainCFlow", description="Metaflow flow ChainCFlow", tags=mf_ChainCFlow.job_tags(), executor_def=mf_ChainCFlow.executor())
 def ChainCFlow():
     start = op_ChainCFlow__start()
     end = op_ChainCFlow__end(start)

@@ -31,7 +31,7 @@ FLOW_ScheduleCronFlow = {
     ],
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/data/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "METAFLOW_*", "AWS_*", "DAGSTER_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"]},
-    "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False},
+    "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": None,
     "finish_triggers": None,
     "steps": {
@@ -63,7 +63,7 @@ def op_ScheduleCronFlow__end(context, start):
     return mf_ScheduleCronFlow.run(context, "end", [start])
 
 
-@job(name="ScheduleCronFlow", description="Metaflow flow ScheduleCronFlow", executor_def=mf_ScheduleCronFlow.executor())
+@job(name="ScheduleCronFlow", description="Metaflow flow ScheduleCronFlow", tags=mf_ScheduleCronFlow.job_tags(), executor_def=mf_ScheduleCronFlow.executor())
 def ScheduleCronFlow():
     start = op_ScheduleCronFlow__start()
     end = op_ScheduleCronFlow__end(start)
@@ -93,7 +93,7 @@ FLOW_NestedForeachFlow = {
     "parameters": [],
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/data/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "METAFLOW_*", "AWS_*", "DAGSTER_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"]},
-    "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False},
+    "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": None,
     "finish_triggers": None,
     "steps": {
@@ -193,7 +193,7 @@ def NestedForeachFlow__gather__join_inner(context, leaf):
     yield from mf_NestedForeachFlow.regroup(context, 1, [leaf])
 
 
-@job(name="NestedForeachFlow", description="Metaflow flow NestedForeachFlow", executor_def=mf_NestedForeachFlow.executor())
+@job(name="NestedForeachFlow", description="Metaflow flow NestedForeachFlow", tags=mf_NestedForeachFlow.job_tags(), executor_def=mf_NestedForeachFlow.executor())
 def NestedForeachFlow():
     start = op_NestedForeachFlow__start()
 
@@ -236,7 +236,7 @@ FLOW_forms_user_alice_TriggerFormsFlow = {
     ],
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/data/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "METAFLOW_*", "AWS_*", "DAGSTER_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"]},
-    "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False},
+    "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": {"events": [{"name": "plain.event", "parameters": {"count": "n"}}, {"name": "computed.name", "parameters": {"label": "label"}}, {"name": "mfns.forms.user.alice.scoped", "parameters": {}}], "options": {}},
     "finish_triggers": None,
     "steps": {
@@ -268,7 +268,7 @@ def op_forms_user_alice_TriggerFormsFlow__end(context, start):
     return mf_forms_user_alice_TriggerFormsFlow.run(context, "end", [start])
 
 
-@job(name="forms_user_alice_TriggerFormsFlow", description="Metaflow flow TriggerFormsFlow", executor_def=mf_forms_user_alice_TriggerFormsFlow.executor())
+@job(name="forms_user_alice_TriggerFormsFlow", description="Metaflow flow TriggerFormsFlow", tags=mf_forms_user_alice_TriggerFormsFlow.job_tags(), executor_def=mf_forms_user_alice_TriggerFormsFlow.executor())
 def forms_user_alice_TriggerFormsFlow():
     start = op_forms_user_alice_TriggerFormsFlow__start()
     end = op_forms_user_alice_TriggerFormsFlow__end(start)

@@ -16,7 +16,7 @@ FLOW = {
     "parameters": [],
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/src/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "METAFLOW_*"]},
-    "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False},
+    "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": None,
     "finish_triggers": None,
     "steps": {
@@ -41,7 +41,7 @@ def op_only(context):
     return mf.run(context, "only", [])
 
 
-@job(name="SingleStepFlow", description="Metaflow flow SingleStepFlow", executor_def=mf.executor())
+@job(name="SingleStepFlow", description="Metaflow flow SingleStepFlow", tags=mf.job_tags(), executor_def=mf.executor())
 def SingleStepFlow():
     only = op_only()
 

@@ -168,7 +168,7 @@ def env_allowlist(forward_env=()):
 
 
 def build_ir(obj, tags=(), namespace=None, max_workers=16, workflow_timeout=0, emit_step_events=False,
-             forward_env=()):
+             forward_env=(), max_num_splits=100):
     """The IR of the processed flow in `obj` (the Metaflow CLI state) as a JSON-ready dict."""
     from metaflow.flowspec import FlowStateItems
     from metaflow.util import get_username
@@ -246,6 +246,7 @@ def build_ir(obj, tags=(), namespace=None, max_workers=16, workflow_timeout=0, e
             "branch": opts.get("branch"),
             "production": bool(opts.get("production", False)),
             "emit_step_events": bool(emit_step_events),
+            "max_num_splits": int(max_num_splits),
         },
     }
 
