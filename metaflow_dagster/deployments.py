@@ -1,26 +1,30 @@
-"""Deployed flows on one Dagster instance: the workspace registry and the operations on runs.
+"""Deployed flows on one Dagster instance: the registry, the running webserver, and the operations on runs.
 
-Role. ``python flow.py dagster create`` registers each definitions file it writes as a code location of the
-workspace file ``$DAGSTER_HOME/metaflow/workspace.yaml``, so one ``dagster dev -w`` over it (or a webserver and
-a daemon) serves every deployed flow. A deployment is named after its Dagster job, and that name is also its
-code location name; a file of several flows (``create --add-flow``) is one code location, named after its
-first job, and its other jobs are found by reading the file. The workspace entry is the whole registry:
-everything else about a deployment (flow name, parameters, start step, Metaflow settings) is the generated
-file's ``FLOW`` literal (``FLOW_<job>`` per flow in a file of several), read with ``ast`` and never executed.
-The CLI (``dagster_cli.py``) and the Deployer API (``dagster_deployer_objects.py``) both work through this
-module; it needs none of Metaflow's CLI state.
+Role. ``python flow.py dagster create`` writes a definitions file and records it as a deployment of the
+Dagster instance in ``DAGSTER_HOME``: ``$DAGSTER_HOME/metaflow/deployments/<name>.json``. Every deployment is
+served by one code location, ``metaflow``, the only entry this module writes into
+``$DAGSTER_HOME/metaflow/workspace.yaml``: its code is ``$DAGSTER_HOME/metaflow/location.py`` (a copy of
+``metaflow_dagster/location.py``), which loads every recorded file. So ``dagster dev -w`` over that workspace
+runs one code server whatever the number of flows, a deployment is one reload of that location away, and
+the location always exists, for the webserver and for the daemon that dequeues runs (docs/deploy-cli.md).
+
+A deployment is named after its first Dagster job (a file of several flows, ``create --add-flow``, is one
+deployment with several jobs). Everything else about it (flow name, parameters, start step, Metaflow
+settings) is the generated file's ``FLOW`` literal (``FLOW_<job>`` per flow in a file of several), read with
+``ast`` and never executed. The CLI (``dagster_cli.py``) and the Deployer API (``dagster_deployer_objects.py``)
+both work through this module; it needs none of Metaflow's CLI state.
 
 Invariants:
 
-* The workspace file is rewritten whole and atomically, entries sorted by location name, under an exclusive
-  lock (``workspace.lock`` beside it), so concurrent ``create``/``delete`` calls never lose an entry. Entries
-  this module did not write are kept as they are.
-* A run is launched through ``dagster job launch`` against a workspace holding exactly the deployment's own
-  entry (same file, working directory and location name as the shared one), so the run carries the code
-  location origin the daemon and sensors of the shared workspace know, at the cost of one code server.
-* The Metaflow run id of a launched run is fixed before the launch, in the ``metaflow/run_id`` tag, so the
-  caller can name the run at once. Runs started elsewhere (the UI, a schedule) are found by the id the
-  runtime derives from the Dagster run id.
+* Records and the workspace file are written whole and atomically, under an exclusive lock
+  (``workspace.lock``), so concurrent ``create``/``delete`` calls never lose an entry. Workspace entries this
+  module did not write are kept as they are; entries of the earlier one-location-per-flow layout are turned
+  into records.
+* A run is submitted through the running webserver (GraphQL ``launchRun``, what the UI's Launchpad sends),
+  and only once that webserver serves the job from the file on disk (its ``metaflow/deployment`` tag is the
+  file's digest): never for a location the server does not serve. The Metaflow run id is chosen before the
+  launch and given as the ``metaflow/run_id`` tag, so the caller can name the run at once.
+* Every wait is on Dagster's own state (the served job, a run status), bounded, and says what it waited for.
 * Dagster is imported only inside the functions that talk to an instance.
 """
 
@@ -30,24 +34,27 @@ import contextlib
 import fcntl
 import json
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 
 from metaflow.exception import MetaflowException
 
+from metaflow_dagster import location as loc
+
 # Run tags of the contract with the runtime (metaflow_dagster/runtime.py).
 RUN_ID_TAG = "metaflow/run_id"
 ORIGIN_RUN_TAG = "metaflow/origin_run_id"
 RESUME_STEP_TAG = "metaflow/resume_step"
+ROOT_RUN_ID_TAG = "dagster/root_run_id"
 
 WEBSERVER_URL_ENV = "METAFLOW_DAGSTER_WEBSERVER_URL"
 DEFAULT_WEBSERVER_URL = "http://127.0.0.1:3000"
-RELOAD_TIMEOUT_SECONDS = 5
+RELOAD_TIMEOUT_SECONDS = 300  # a reload imports every deployed file (seconds for hundreds of flows)
+SERVED_TIMEOUT_SECONDS = 120
 
 # Metaflow's view of a Dagster run status (the names are DagsterRunStatus values).
 STATUS = {
@@ -64,10 +71,24 @@ STATUS = {
 }
 FINISHED = ("SUCCEEDED", "FAILED")
 
-_HEADER = (
-    "# Deployed Metaflow flows, one code location each. Written by `python flow.py dagster create`;\n"
-    "# serve them all with `dagster dev -w <this file> --use-legacy-code-server-behavior`.\n"
+_WORKSPACE_HEADER = (
+    "# Every Metaflow flow deployed to this Dagster instance is served by the code location `%s` below\n"
+    "# (`python flow.py dagster create` writes this file). Serve them all with:\n"
+    "#   dagster dev -w %%s\n" % loc.LOCATION_NAME
 )
+
+# Written where no dagster.yaml exists (create says so): the queued runs of `trigger` and of the sensors start
+# within a second of the daemon's loop rather than 5 s (Dagster's default dequeue interval).
+_DAGSTER_YAML = """\
+# Written by `python flow.py dagster create` because this Dagster home had no dagster.yaml; edit it freely,
+# metaflow-dagster never overwrites it. Runs queued by `dagster trigger` and by event sensors are started
+# within a second (Dagster's default checks its run queue every 5 seconds).
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    dequeue_interval_seconds: 1
+"""
 
 
 class DeploymentException(MetaflowException):
@@ -93,23 +114,19 @@ def require_home(environ=None, what="this command"):
     return home
 
 
-def webserver_url(environ=None):
-    env = os.environ if environ is None else environ
-    return (env.get(WEBSERVER_URL_ENV) or DEFAULT_WEBSERVER_URL).rstrip("/")
-
-
-def run_url(dagster_run_id, environ=None):
-    """Link to a run in the Dagster UI."""
-    return "%s/runs/%s" % (webserver_url(environ), dagster_run_id)
-
-
 def serve_command(home):
-    """The command that serves every deployment of ``home`` and picks up new ones without a restart.
+    """The command that serves every deployment of ``home``: one code location, reloaded by `create`."""
+    return ["dagster", "dev", "-w", Workspace(home).path]
 
-    ``dagster dev`` by default starts one proxy code server per location it saw at startup and never looks at
-    the workspace file again; with the legacy behaviour its webserver and daemon re-read the file on reload.
-    """
-    return ["dagster", "dev", "-w", Workspace(home).path, "--use-legacy-code-server-behavior"]
+
+def ensure_instance_config(home):
+    """Write ``home``'s dagster.yaml when there is none (_DAGSTER_YAML). Returns its path if written."""
+    path = os.path.join(home, "dagster.yaml")
+    if os.path.exists(path) or os.path.exists(os.path.join(home, "dagster.yml")):
+        return None
+    os.makedirs(home, exist_ok=True)
+    write_atomic(path, _DAGSTER_YAML)
+    return path
 
 
 # ----- the registry ------------------------------------------------------------------------------------
@@ -132,33 +149,27 @@ def write_atomic(path, text):
         raise
 
 
-def _entry(name, defs_path):
-    defs_path = os.path.abspath(defs_path)
-    return {
-        "python_file": {
-            "relative_path": defs_path,
-            "location_name": name,
-            "working_directory": os.path.dirname(defs_path),
-        }
-    }
-
-
-def _location(entry):
-    spec = entry.get("python_file") if isinstance(entry, dict) else None
-    return spec.get("location_name") if isinstance(spec, dict) else None
+def _location_of(entry):
+    for kind in ("python_file", "python_module", "grpc_server", "python_package"):
+        spec = entry.get(kind) if isinstance(entry, dict) else None
+        if isinstance(spec, dict):
+            return spec.get("location_name")
+    return None
 
 
 class Workspace:
-    """The workspace file of a Dagster home: one ``python_file`` code location per deployed flow."""
+    """The deployments of a Dagster home: their records, and the workspace file that serves them."""
 
     def __init__(self, home):
         self.home = home
         self.dir = os.path.join(home, "metaflow")
         self.path = os.path.join(self.dir, "workspace.yaml")
+        self.location_file = os.path.join(self.dir, "location.py")
+        self.records_dir = os.path.join(self.dir, loc.RECORDS_DIR)
 
     @contextlib.contextmanager
     def _locked(self):
-        os.makedirs(self.dir, exist_ok=True)
+        os.makedirs(self.records_dir, exist_ok=True)
         with open(os.path.join(self.dir, "workspace.lock"), "a") as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
             try:
@@ -166,7 +177,7 @@ class Workspace:
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
-    def _load(self):
+    def _entries(self):
         import yaml
 
         try:
@@ -180,45 +191,92 @@ class Workspace:
             raise DeploymentException("%s is not a Dagster workspace file (no load_from list)" % self.path)
         return list(doc.get("load_from") or [])
 
-    def _save(self, entries):
+    def _serve(self):
+        """Make the workspace file serve the location (under the lock): copy location.py when it differs,
+        turn entries of the one-location-per-flow layout into records, keep everything else."""
+        with open(loc.__file__, encoding="utf-8") as f:
+            source = f.read()
+        try:
+            with open(self.location_file, encoding="utf-8") as f:
+                current = f.read()
+        except OSError:
+            current = None
+        if current != source:
+            write_atomic(self.location_file, source)
+        entries, kept = self._entries(), []
+        for entry in entries:
+            name, spec = _location_of(entry), entry.get("python_file") if isinstance(entry, dict) else None
+            if name == loc.LOCATION_NAME:
+                continue
+            if isinstance(spec, dict) and self._adopt(name, spec.get("relative_path")):
+                continue
+            kept.append(entry)
+        ours = {"python_file": {"relative_path": self.location_file, "location_name": loc.LOCATION_NAME,
+                                "working_directory": self.dir}}
         import yaml
 
-        entries = sorted(entries, key=lambda e: _location(e) or "")
-        text = _HEADER + yaml.safe_dump({"load_from": entries}, default_flow_style=False, sort_keys=False)
+        text = (_WORKSPACE_HEADER % self.path) + yaml.safe_dump({"load_from": [ours] + kept},
+                                                               default_flow_style=False, sort_keys=False)
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                if f.read() == text:
+                    return
+        except OSError:
+            pass
         write_atomic(self.path, text)
 
-    def deployments(self):
-        """``{name: definitions file}`` of every deployed flow, sorted by name."""
-        return {
-            _location(e): e["python_file"]["relative_path"] for e in self._load() if _location(e) is not None
+    def _adopt(self, name, defs_path):
+        """Record an entry of the earlier layout (one location per generated file). False if it is not one."""
+        try:
+            flows = read_flows(defs_path) if defs_path else None
+        except DeploymentException:
+            flows = None
+        if not flows:
+            return False
+        if not os.path.exists(self._record_path(name)):
+            self._write_record(name, defs_path, flows)
+        return True
+
+    def _record_path(self, name):
+        return os.path.join(self.records_dir, "%s.json" % name)
+
+    def _write_record(self, name, defs_path, flows):
+        record = {
+            "version": loc.RECORD_VERSION,
+            "name": name,
+            "definitions": os.path.abspath(defs_path),
+            "jobs": [f["job_name"] for f in flows],
+            "flows": {f["job_name"]: f["name"] for f in flows},
         }
+        write_atomic(self._record_path(name), json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+    def records(self):
+        """``{name: record}`` of every deployment (see location.read_records), sorted by name."""
+        return loc.read_records(self.dir)
+
+    def deployments(self):
+        """``{name: definitions file}`` of every deployment, sorted by name."""
+        return {name: r.get("definitions") for name, r in self.records().items()}
 
     def get(self, name):
         """The definitions file of deployment ``name``; raises DeploymentException when there is none."""
         return self.locate(name)[1]
 
     def locate(self, job):
-        """``(code location, definitions file)`` that serves job ``job``; raises DeploymentException if none.
-
-        A location is named after its file's first job, so only the other jobs of a file of several flows
-        cost a look into the files.
-        """
+        """``(deployment, definitions file)`` of the deployment that has job ``job``; raises if none."""
         found = self.find(job)
         if found is None:
             raise DeploymentException(
                 "no deployment named *%s* in %s: deploy it with `python <flow file> dagster create`"
-                % (job, self.path)
+                % (job, self.dir)
             )
         return found
 
     def find(self, job):
-        """Like locate, but None when no location serves ``job``."""
-        entries = self.deployments()
-        if job in entries:
-            return job, entries[job]
-        for location, path in entries.items():
-            if job in self.jobs_of(path):
-                return location, path
+        """Like locate, but None when no deployment has job ``job``."""
+        for name, record in self.records().items():
+            if job in record.get("jobs") or ():
+                return name, record.get("definitions")
         return None
 
     @staticmethod
@@ -229,24 +287,30 @@ class Workspace:
         except DeploymentException:
             return []
 
-    def register(self, name, defs_path):
-        """Add or replace deployment ``name``. Returns True if it was already registered."""
+    def register(self, name, defs_path, flows=None):
+        """Record deployment ``name`` (``flows``: its FLOW literals, read from the file if not given) and make
+        the workspace serve it. Returns True if it was already registered."""
+        flows = flows if flows is not None else read_flows(defs_path)
         with self._locked():
-            entries = self._load()
-            existed = any(_location(e) == name for e in entries)
-            entries = [e for e in entries if _location(e) != name] + [_entry(name, defs_path)]
-            self._save(entries)
+            existed = os.path.exists(self._record_path(name))
+            self._write_record(name, defs_path, flows)
+            self._serve()
         return existed
 
     def unregister(self, name):
         """Remove deployment ``name``. Returns False if it was not registered."""
         with self._locked():
-            entries = self._load()
-            kept = [e for e in entries if _location(e) != name]
-            if len(kept) == len(entries):
+            self._serve()
+            try:
+                os.unlink(self._record_path(name))
+            except FileNotFoundError:
                 return False
-            self._save(kept)
         return True
+
+    def serve(self):
+        """Write what serves the deployments (location.py, the workspace file), adopting old entries."""
+        with self._locked():
+            self._serve()
 
 
 def read_flows(defs_path):
@@ -257,14 +321,16 @@ def read_flows(defs_path):
     try:
         with open(defs_path, encoding="utf-8") as f:
             tree = ast.parse(f.read(), defs_path)
-    except (OSError, SyntaxError) as e:
+    except (OSError, SyntaxError, TypeError) as e:
         raise DeploymentException("cannot read the definitions file %s: %s" % (defs_path, e)) from None
     flows = []
     for node in tree.body:
         names = [getattr(t, "id", None) or "" for t in getattr(node, "targets", ())]
         if isinstance(node, ast.Assign) and len(names) == 1 and names[0].split("_", 1)[0] == "FLOW":
             with contextlib.suppress(ValueError):
-                flows.append(ast.literal_eval(node.value))
+                value = ast.literal_eval(node.value)
+                if isinstance(value, dict) and "job_name" in value:
+                    flows.append(value)
     if not flows:
         raise DeploymentException("%s is not a metaflow-dagster definitions file (it has no FLOW literal)" % defs_path)
     return flows
@@ -281,15 +347,15 @@ def read_flow(defs_path, job=None):
     raise DeploymentException("the definitions file %s has no job *%s*" % (defs_path, job))
 
 
-# location: the code location that serves the job (``name`` unless the file holds several flows).
-Deployment = collections.namedtuple("Deployment", "name home defs flow location")
+# deployment: the name of the deployment (its first job) that holds job ``name``.
+Deployment = collections.namedtuple("Deployment", "name home defs flow deployment")
 
 
 def open_deployment(name, environ=None, what="this command"):
-    """Deployment ``name`` of the DAGSTER_HOME in ``environ``: its home, definitions file and FLOW literal."""
+    """Deployment of job ``name`` in the DAGSTER_HOME of ``environ``: home, definitions file, FLOW literal."""
     home = require_home(environ, what)
-    location, defs = Workspace(home).locate(name)
-    return Deployment(name, home, defs, read_flow(defs, name), location)
+    deployment, defs = Workspace(home).locate(name)
+    return Deployment(name, home, defs, read_flow(defs, name), deployment)
 
 
 def origin_parameters(flow, run_id):
@@ -312,64 +378,250 @@ def origin_parameters(flow, run_id):
 # ----- the webserver ------------------------------------------------------------------------------------
 
 
-def reload_webserver(location=None, url=None, timeout=RELOAD_TIMEOUT_SECONDS):
-    """Ask a running Dagster webserver to reload one code location, or the whole workspace.
+def _webserver_address(argv):
+    """``http://host:port[/prefix]`` a dagster-webserver command line listens on (its defaults: 127.0.0.1:3000)."""
+    opts, i = {}, 0
+    while i < len(argv):
+        arg = argv[i]
+        for names, key in ((("-h", "--host"), "host"), (("-p", "--port"), "port"), (("-l", "--path-prefix"), "prefix")):
+            if arg in names and i + 1 < len(argv):
+                opts[key] = argv[i + 1]
+                i += 1
+            elif any(arg.startswith(n + "=") for n in names if n.startswith("--")):
+                opts[key] = arg.split("=", 1)[1]
+        i += 1
+    host = opts.get("host") or "127.0.0.1"
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = "[%s]" % host
+    return "http://%s:%s%s" % (host, opts.get("port") or "3000", (opts.get("prefix") or "").rstrip("/"))
 
-    Reload ``location`` when it was already served (its code changed), else the workspace (a location was
-    added or removed). Returns True if a webserver answered (or is still reloading when ``timeout`` passes),
-    False if none is reachable; never raises.
+
+def _is_webserver(argv):
+    if not argv:
+        return False
+    if any(os.path.basename(a) in ("dagster-webserver", "dagit") for a in argv[:2]):
+        return True
+    return any(a == "-m" and b == "dagster_webserver" for a, b in zip(argv, argv[1:]))
+
+
+def _webserver_processes(home):
+    """URLs of the dagster-webserver processes of this user whose DAGSTER_HOME is ``home`` (Linux: /proc)."""
+    urls = []
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return urls
+    for pid in pids:
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
+            if not _is_webserver(argv):
+                continue
+            with open("/proc/%s/environ" % pid, "rb") as f:
+                env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
+            their_home = env.get(b"DAGSTER_HOME")
+            if not their_home:
+                continue
+            cwd = os.readlink("/proc/%s/cwd" % pid)
+            if os.path.realpath(os.path.join(cwd, their_home.decode())) == os.path.realpath(home):
+                urls.append(_webserver_address(argv))
+        except (OSError, ValueError):
+            continue
+    return sorted(set(urls))
+
+
+def _answers(url):
+    try:
+        with urllib.request.urlopen(url + "/server_info", timeout=5) as resp:
+            return resp.status == 200
+    except (OSError, ValueError):
+        return False
+
+
+def find_webserver(home, environ=None):
+    """The URL of the running Dagster webserver of ``home``, or None.
+
+    ``$METAFLOW_DAGSTER_WEBSERVER_URL`` when set (a webserver elsewhere, or behind a proxy); else a
+    dagster-webserver process of this machine whose DAGSTER_HOME is ``home`` (``dagster dev`` starts one), on
+    whatever port it listens; else the default address if a webserver answers there.
     """
-    if location is None:
-        query = {"query": "mutation { reloadWorkspace { __typename } }"}
-    else:
-        query = {
-            "query": "mutation($n: String!) { reloadRepositoryLocation(repositoryLocationName: $n) { __typename } }",
-            "variables": {"n": location},
-        }
+    env = os.environ if environ is None else environ
+    if env.get(WEBSERVER_URL_ENV):
+        url = env[WEBSERVER_URL_ENV].rstrip("/")
+        return url if _answers(url) else None
+    for url in _webserver_processes(home) + [DEFAULT_WEBSERVER_URL]:
+        if _answers(url):
+            return url
+    return None
+
+
+def graphql(url, query, variables=None, timeout=60):
+    """``data`` of a GraphQL request to the webserver at ``url``; raises DeploymentException on any error."""
     req = urllib.request.Request(
-        "%s/graphql" % (url or webserver_url()),
-        data=json.dumps(query).encode(),
+        url + "/graphql", data=json.dumps({"query": query, "variables": variables or {}}).encode(),
         headers={"Content-Type": "application/json"},
     )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             answer = json.loads(resp.read().decode() or "{}")
-    except socket.timeout:
-        return True
-    except (OSError, ValueError):
-        return False
-    data = (answer.get("data") or {}).get("reloadRepositoryLocation") or {}
-    if location is not None and data.get("__typename") == "RepositoryLocationNotFound":
-        return reload_webserver(None, url, timeout)
-    return True
+    except urllib.error.HTTPError as e:
+        raise DeploymentException("the Dagster webserver at %s answered %d: %s"
+                                  % (url, e.code, e.read().decode("utf-8", "replace")[:500])) from None
+    except (OSError, ValueError) as e:
+        raise DeploymentException("cannot reach the Dagster webserver at %s: %s" % (url, e)) from None
+    if answer.get("errors"):
+        raise DeploymentException("the Dagster webserver at %s refused a request: %s"
+                                  % (url, "; ".join(e.get("message", "?") for e in answer["errors"])))
+    return answer.get("data") or {}
+
+
+_WORKSPACE_QUERY = """
+{ workspaceOrError { __typename
+    ... on Workspace { locationEntries { name loadStatus displayMetadata { key value }
+        locationOrLoadError { __typename
+          ... on RepositoryLocation { repositories { name jobs { name tags { key value } } } }
+          ... on PythonError { message } } } }
+    ... on PythonError { message } } }
+"""
+
+Served = collections.namedtuple("Served", "entries location jobs repositories error")
+
+
+def served(url, home):
+    """What the webserver at ``url`` serves: Served(entries: {location name: its python_file}, location: the
+    name of the entry whose code is ``home``'s location.py or None, jobs: {job: tags} of that location,
+    repositories: {job: repository}, error: that location's load error or None)."""
+    data = graphql(url, _WORKSPACE_QUERY)["workspaceOrError"]
+    if data["__typename"] != "Workspace":
+        raise DeploymentException("the Dagster webserver at %s cannot list its workspace: %s"
+                                  % (url, data.get("message")))
+    ours = os.path.realpath(Workspace(home).location_file)
+    entries, location, jobs, repos, error = {}, None, {}, {}, None
+    for entry in data["locationEntries"]:
+        meta = {m["key"]: m["value"] for m in entry.get("displayMetadata") or ()}
+        entries[entry["name"]] = meta.get("python_file") or meta.get("module_name") or meta.get("host") or "?"
+        if not meta.get("python_file") or os.path.realpath(meta["python_file"]) != ours:
+            continue
+        location = entry["name"]
+        loaded = entry.get("locationOrLoadError") or {}
+        if loaded.get("__typename") == "PythonError":
+            error = loaded.get("message")
+        for repo in loaded.get("repositories") or ():
+            for job in repo["jobs"]:
+                jobs[job["name"]] = {t["key"]: t["value"] for t in job["tags"]}
+                repos[job["name"]] = repo["name"]
+    return Served(entries, location, jobs, repos, error)
+
+
+def reload_location(url, name=loc.LOCATION_NAME, timeout=RELOAD_TIMEOUT_SECONDS):
+    """Have the webserver at ``url`` reload code location ``name`` (its code server restarts and the daemon
+    follows); returns when the webserver has the new snapshot. Raises DeploymentException."""
+    query = """mutation($n: String!) { reloadRepositoryLocation(repositoryLocationName: $n) { __typename
+        ... on WorkspaceLocationEntry { loadStatus } ... on Error { message } } }"""
+    try:
+        data = graphql(url, query, {"n": name}, timeout=timeout)["reloadRepositoryLocation"]
+    except DeploymentException as e:
+        if "timed out" in str(e):
+            raise DeploymentException("the Dagster webserver at %s did not reload code location %s within %d s"
+                                      % (url, name, timeout)) from None
+        raise
+    if data["__typename"] == "RepositoryLocationNotFound":
+        graphql(url, "mutation { reloadWorkspace { __typename } }", timeout=timeout)
+    elif data["__typename"] != "WorkspaceLocationEntry":
+        raise DeploymentException("the Dagster webserver at %s cannot reload code location %s: %s"
+                                  % (url, name, data.get("message") or data["__typename"]))
+
+
+def how_to_serve(home):
+    return "serve the deployments of %s with `%s`" % (home, " ".join(serve_command(home)))
+
+
+def ensure_served(url, home, jobs, digest, timeout=SERVED_TIMEOUT_SECONDS):
+    """Make sure the webserver at ``url`` serves every job of ``jobs`` from the file whose digest is ``digest``
+    (its ``metaflow/deployment`` tag), reloading the location once if it does not yet; waits on the served
+    snapshot, for at most ``timeout`` seconds, and returns it (Served). Raises DeploymentException, saying
+    what was waited for, when the server does not serve this instance's deployments, a job is broken, or the
+    wait times out."""
+    deadline, reloaded = time.monotonic() + timeout, False
+    while True:
+        state = served(url, home)
+        if state.location is None:
+            raise DeploymentException(
+                "the Dagster webserver at %s does not serve the deployments of DAGSTER_HOME=%s (it serves %s): %s"
+                % (url, home, ", ".join("%s (%s)" % kv for kv in sorted(state.entries.items())) or "nothing",
+                   how_to_serve(home)))
+        missing = [j for j in jobs if state.jobs.get(j, {}).get(loc.DEPLOYMENT_TAG) != digest]
+        broken = [state.jobs[j][loc.BROKEN_TAG] for j in jobs if loc.BROKEN_TAG in state.jobs.get(j, {})]
+        if not missing:
+            return state
+        if broken and reloaded:
+            raise DeploymentException(broken[0])
+        if state.error and reloaded:
+            raise DeploymentException("code location %s of the Dagster webserver at %s does not load: %s"
+                                      % (state.location, url, state.error))
+        if time.monotonic() > deadline:
+            raise DeploymentException(
+                "timed out after %d s waiting for the Dagster webserver at %s to serve job(s) %s of the current "
+                "definitions (digest %s)" % (timeout, url, ", ".join(missing), digest))
+        if not reloaded:
+            reload_location(url, state.location)
+            reloaded = True
+        else:
+            time.sleep(0.5)
+
+
+def launch(url, location, repository, job, config, tags):
+    """Launch a run of ``job`` through the webserver at ``url``, as the Launchpad's button does (GraphQL
+    ``launchRun``); it is queued for the daemon. Returns the Dagster run id. Raises DeploymentException with
+    Dagster's reason (invalid config, unknown job...)."""
+    query = """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) { __typename
+        ... on LaunchRunSuccess { run { runId } }
+        ... on RunConfigValidationInvalid { errors { message } }
+        ... on Error { message } } }"""
+    params = {
+        "selector": {"repositoryLocationName": location, "repositoryName": repository, "jobName": job},
+        "runConfigData": config,
+        "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in sorted(tags.items())]},
+    }
+    data = graphql(url, query, {"p": params})["launchRun"]
+    if data["__typename"] == "LaunchRunSuccess":
+        return data["run"]["runId"]
+    reason = "; ".join(e["message"] for e in data.get("errors") or ()) or data.get("message") or data["__typename"]
+    raise DeploymentException("Dagster did not accept the run of *%s*: %s" % (job, reason))
+
+
+def job_url(url, repository, job):
+    """Link to a deployed job (of deployment ``repository``) in the Dagster UI at ``url``."""
+    return "%s/locations/%s@%s/jobs/%s" % (url.rstrip("/"), repository, loc.LOCATION_NAME, urllib.parse.quote(job))
+
+
+def run_url(dagster_run_id, url=None, environ=None):
+    """Link to a run in the Dagster UI at ``url`` (default: $METAFLOW_DAGSTER_WEBSERVER_URL or the default)."""
+    env = os.environ if environ is None else environ
+    base = url or (env.get(WEBSERVER_URL_ENV) or DEFAULT_WEBSERVER_URL)
+    return "%s/runs/%s" % (base.rstrip("/"), dagster_run_id)
 
 
 # ----- runs ----------------------------------------------------------------------------------------------
 
 
-def new_run_ids():
-    """A fresh Dagster run id and the Metaflow run id the runtime derives from it."""
-    from metaflow_dagster.runtime import metaflow_run_id as derive
-
-    dagster_run_id = str(uuid.uuid4())
-    return dagster_run_id, derive(dagster_run_id)
+def new_run_id():
+    """A fresh Metaflow run id for a run to launch, of the runtime's form (never an integer)."""
+    return "dagster-" + uuid.uuid4().hex[:20]
 
 
 def config_value(param, value):
     """A Metaflow Parameter value as the start op's config field of type ``param["type"]`` takes it."""
-    ptype = param["type"]
+    from metaflow_dagster.runtime import BadEvent, coerce_param
+
+    if param["type"] == "file":
+        return str(value)
     try:
-        if ptype == "int":
-            return int(value)
-        if ptype == "float":
-            return float(value)
-        if ptype == "bool":
-            return value.lower() in ("1", "true", "yes", "y", "t") if isinstance(value, str) else bool(value)
-        if ptype == "json":
-            return value if isinstance(value, str) else json.dumps(value)
-    except (TypeError, ValueError):
-        raise DeploymentException("parameter *%s*: %r is not a valid %s" % (param["name"], value, ptype)) from None
-    return str(value)
+        return coerce_param(param["type"], value, "parameter *%s*" % param["name"])
+    except BadEvent as e:
+        raise DeploymentException(str(e)) from None
 
 
 def run_config(flow, values):
@@ -385,34 +637,6 @@ def run_config(flow, values):
     # The start op is named after the start step, behind the job's prefix in a file of several flows.
     start = flow.get("start_op", flow["start_step"])
     return {"ops": {start: {"config": config}}} if config else {}
-
-
-def launch(home, name, defs_path, config, tags, dagster_run_id, location=None):
-    """Submit a run of deployment ``name`` to the instance in ``home``; it starts when a daemon dequeues it.
-
-    Runs ``dagster job launch`` (argv list, no shell) on a one-entry workspace equal to the deployment's
-    shared entry (code location ``location``, by default ``name``), so the run's origin names the shared code
-    location. Raises DeploymentException with the tail of Dagster's output when the launch fails.
-    """
-    import yaml
-
-    location = location or name
-    with tempfile.TemporaryDirectory(prefix="mfd-launch-") as tmp:
-        workspace = os.path.join(tmp, "workspace.yaml")
-        with open(workspace, "w", encoding="utf-8") as f:
-            yaml.safe_dump({"load_from": [_entry(location, defs_path)]}, f)
-        argv = [
-            sys.executable, "-m", "dagster", "job", "launch",
-            "-w", workspace, "-l", location, "-j", name,
-            "--run-id", dagster_run_id,
-            "--tags", json.dumps(tags),
-            "--config-json", json.dumps(config),
-        ]
-        env = dict(os.environ, DAGSTER_HOME=home)
-        proc = subprocess.run(argv, env=env, cwd=tmp, stdin=subprocess.DEVNULL, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-25:])
-        raise DeploymentException("Dagster did not accept the run of *%s* (%s):\n%s" % (name, dagster_run_id, tail))
 
 
 @contextlib.contextmanager
@@ -434,7 +658,8 @@ def metaflow_run_id(dagster_run):
 
 
 def find_run(inst, job_name, run_id):
-    """The Dagster run of job ``job_name`` whose Metaflow run id is ``run_id``, or None."""
+    """The latest Dagster run of job ``job_name`` whose Metaflow run id is ``run_id`` (re-executions continue
+    their group's Metaflow run, so the latest says how it ended), or None."""
     from dagster import RunsFilter
 
     runs = inst.get_runs(filters=RunsFilter(job_name=job_name, tags={RUN_ID_TAG: run_id}), limit=1)
@@ -466,30 +691,64 @@ def dagster_status(home, dagster_run_id):
 
 def terminate(inst, dagster_run):
     """Cancel a queued run or interrupt a started one, as the UI's Terminate does. Returns False if finished."""
-    from dagster._core.storage.dagster_run import CANCELABLE_RUN_STATUSES
-
-    if dagster_run.status not in CANCELABLE_RUN_STATUSES:
+    if dagster_run.is_finished:
         return False
     return bool(inst.run_coordinator.cancel_run(dagster_run.run_id))
 
 
-def wait(home, dagster_run_id, poll=2.0, timeout=None):
-    """Poll until the run finishes; returns its Metaflow status. Raises TimeoutError after ``timeout`` s."""
+def wait(home, dagster_run_id, poll=1.0, timeout=None):
+    """Poll the run's status until it finishes; returns its Metaflow status. Raises TimeoutError after
+    ``timeout`` seconds. The instance is opened once for the whole wait."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        status = STATUS.get(dagster_status(home, dagster_run_id) or "", "PENDING")
-        if status in FINISHED:
-            return status
-        if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError("Dagster run %s did not finish within %s seconds" % (dagster_run_id, timeout))
-        time.sleep(poll)
-
-
-def daemon_running(home, max_age=120.0):
-    """True if a dagster-daemon heartbeat for ``home`` is recent, or the instance starts runs without one."""
     with instance(home) as inst:
-        if type(inst.run_coordinator).__name__ != "QueuedRunCoordinator":
-            return True
-        beats = inst.get_daemon_heartbeats()
-    beat = beats.get("QUEUED_RUN_COORDINATOR")
+        while True:
+            run = inst.get_run_by_id(dagster_run_id)
+            status = STATUS.get(run.status.value if run else "", "PENDING")
+            if status in FINISHED:
+                return status
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError("Dagster run %s did not finish within %s seconds" % (dagster_run_id, timeout))
+            time.sleep(poll)
+
+
+def failure_reason(inst, dagster_run_id):
+    """Why a finished Dagster run failed, for a Metaflow user: each failed step with the task, attempt and the
+    user's exception (its op's Failure, see runtime._task_failure), else the run's own failure (a launch that
+    failed, a location that did not load, a termination). None if the run did not fail."""
+    from dagster import DagsterEventType
+
+    run = inst.get_run_by_id(dagster_run_id)
+    if run is None or run.status.value not in ("FAILURE", "CANCELED"):
+        return None
+    if run.status.value == "CANCELED":
+        return "the run was terminated"
+    steps = []
+    for record in inst.get_records_for_run(dagster_run_id, of_type=DagsterEventType.STEP_FAILURE).records:
+        event = record.event_log_entry.dagster_event
+        data = event.step_failure_data
+        user = data.user_failure_data if data is not None else None
+        text = (user.description if user is not None and user.description else
+                (data.error.message.strip() if data is not None and data.error else "it failed"))
+        steps.append("step %s failed: %s" % (event.step_key, text))
+    if steps:
+        return "\n".join(steps)
+    for record in reversed(inst.get_records_for_run(dagster_run_id).records):
+        entry = record.event_log_entry
+        event = entry.dagster_event
+        if event is None:
+            continue
+        error = getattr(event.event_specific_data, "error", None)
+        if event.event_type in (DagsterEventType.RUN_FAILURE, DagsterEventType.ENGINE_EVENT) and error is not None:
+            return "%s%s" % (entry.message or "", ": " + error.message.strip() if error.message else "")
+        if event.event_type == DagsterEventType.RUN_FAILURE:
+            return entry.message or "the run failed"
+    return "the run failed (no reason was recorded)"
+
+
+def daemon_running(inst, max_age=120.0):
+    """True if a dagster-daemon heartbeat of ``inst`` is recent, or the instance starts runs without one."""
+    if type(inst.run_coordinator).__name__ != "QueuedRunCoordinator":
+        return True
+    beat = inst.get_daemon_heartbeats().get("QUEUED_RUN_COORDINATOR")
     return beat is not None and time.time() - beat.timestamp < max_age
+

@@ -31,7 +31,11 @@ def _restore_environ():
 def dagster_home(tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    # As `create` writes where there is none (deployments.ensure_instance_config), plus no telemetry.
+    (home / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\nrun_coordinator:\n  module: dagster.core.run_coordinator\n"
+        "  class: QueuedRunCoordinator\n  config:\n    dequeue_interval_seconds: 1\n"
+    )
     return str(home)
 
 

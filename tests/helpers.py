@@ -131,64 +131,90 @@ def wait_for(predicate, timeout, what, interval=1.0):
         time.sleep(interval)
 
 
-class DagsterDaemon:
-    """A `dagster-daemon run` process on a project's DAGSTER_HOME and its deployment workspace.
+class DagsterDev:
+    """`dagster dev -w $DAGSTER_HOME/metaflow/workspace.yaml -p PORT`, the command `create` prints, on a
+    project's instance: webserver, daemon and the one code server of every deployment.
 
-    The daemon reads the workspace when it starts (and again only every 60 s), so start it after the
-    deployments it must run exist. `start` creates the instance's storage first (two processes creating it
-    at once can corrupt its schema version table) and returns once the daemon's run queue heartbeats. The
-    daemon runs in its own process group, which `stop` ends.
+    ``start`` writes the workspace file if no `create` has yet, creates the instance's storage first (two
+    processes creating it at once can corrupt its schema version table), and returns once the webserver
+    answers and the daemon's run queue heartbeats. The server runs in its own process group (with its code
+    servers and run workers), which ``stop`` ends. Its output is ``dev.log`` in the project's workdir. The
+    port is a free one, never Dagster's default: the deployment commands must find it by themselves.
     """
 
-    def __init__(self, project):
+    def __init__(self, project, port=None, log_name="dev.log"):
         self.project = project
+        self.port = port or free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
         self.proc = None
-        self.log_path = os.path.join(project.workdir, "dagster-daemon.log")
+        self.log_path = os.path.join(project.workdir, log_name)
 
-    def start(self):
+    def start(self, timeout=240):
+        import time
+
         from dagster import DagsterInstance
 
-        workspace = os.path.join(self.project.home, "metaflow", "workspace.yaml")
-        assert os.path.exists(workspace), "deploy a flow before starting the daemon"
+        from metaflow_dagster import deployments
+
+        workspace = deployments.Workspace(self.project.home)
+        workspace.serve()
         DagsterInstance.from_config(self.project.home).dispose()
+        started = time.time()
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "dagster._daemon", "run", "-w", workspace],
-                cwd=self.project.workdir,
-                env=self.project.env(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+                [sys.executable, "-m", "dagster", "dev", "-w", workspace.path, "-p", str(self.port)],
+                cwd=self.project.workdir, env=self.project.env(), stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
             )
-        wait_for(self._beating, 120, "dagster-daemon to start (log: %s)" % self.log_path)
+        wait_for(lambda: self._alive() and webserver_up(self.url), timeout,
+                 "the webserver of dagster dev at %s (log: %s)" % (self.url, self.log_path))
+        wait_for(lambda: self._beating(started), timeout, "the daemon of dagster dev (log: %s)" % self.log_path)
         return self
 
-    def _beating(self):
+    def _alive(self):
+        assert self.proc.poll() is None, "dagster dev exited:\n" + self.log_tail()
+        return True
+
+    def _beating(self, since):
         from dagster import DagsterInstance
 
-        assert self.proc.poll() is None, "dagster-daemon exited:\n" + self.log_tail()
+        self._alive()
         with DagsterInstance.from_config(self.project.home) as inst:
-            return "QUEUED_RUN_COORDINATOR" in inst.get_daemon_heartbeats()
+            beat = inst.get_daemon_heartbeats().get("QUEUED_RUN_COORDINATOR")
+            return beat is not None and beat.timestamp > since
+
+    def pids(self):
+        """Pids of every process of the server's process group (webserver, daemon, code servers, runs)."""
+        out = []
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                try:
+                    if os.getpgid(int(pid)) == self.proc.pid:
+                        out.append(int(pid))
+                except OSError:
+                    continue
+        return out
 
     def log_tail(self, n=60):
         with open(self.log_path) as f:
             return "".join(f.readlines()[-n:])
 
     def stop(self):
-        import signal
-
         if self.proc is None or self.proc.poll() is not None:
             return
         for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
             try:
                 os.killpg(self.proc.pid, sig)
                 self.proc.wait(grace)
-                return
+                break
             except ProcessLookupError:
-                return
+                break
             except subprocess.TimeoutExpired:
                 continue
+        try:  # its children (code servers, run workers) may outlive it a moment: end the whole group
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def free_port():

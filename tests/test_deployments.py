@@ -1,62 +1,95 @@
 """The deployment registry and the pieces of trigger/status that need no running Dagster.
 
-Covers metaflow_dagster/deployments.py (workspace file, FLOW literal, run config, status mapping, webserver
-reload) and the parts of the plugin that must act before anything is written: `create` registration and its
+Covers metaflow_dagster/deployments.py (records, workspace file, FLOW literal, run config, status mapping,
+the webserver's address) and the parts of the plugin that must act before anything is written: `create` registration and its
 messages, options the Deployer refuses, the stand-in flow of `from_deployment`.
 """
 
-import http.server
-import json
 import multiprocessing
 import os
 import subprocess
 import sys
-import threading
 
 import pytest
 from dagster import DagsterRunStatus
 from dagster._core.workspace.load_target import WorkspaceFileTarget
 
 from metaflow_dagster import deployments as dep
+from metaflow_dagster import location as loc
 from tests.helpers import flow_path
 
 
-def test_workspace_is_sorted_readable_by_dagster_and_keeps_foreign_entries(tmp_path):
+def _defs(tmp_path, name, jobs=None):
+    """A file with the FLOW literal(s) of a generated definitions file (enough for the registry)."""
+    path = tmp_path / ("%s.py" % name)
+    jobs = jobs or [name]
+    if len(jobs) == 1:
+        path.write_text("FLOW = %r\n" % {"name": name, "job_name": name})
+    else:
+        path.write_text("".join("FLOW_%s = %r\n" % (j, {"name": j + "Flow", "job_name": j}) for j in jobs))
+    return str(path)
+
+
+def test_workspace_serves_one_location_records_each_deployment_and_keeps_foreign_entries(tmp_path):
     home = str(tmp_path)
     ws = dep.Workspace(home)
     os.makedirs(ws.dir)
     with open(ws.path, "w") as f:
         f.write("load_from:\n  - python_module: {module_name: theirs, location_name: Theirs}\n")
-    assert ws.register("ZFlow", str(tmp_path / "z.py")) is False
-    assert ws.register("AFlow", str(tmp_path / "a.py")) is False
-    assert ws.register("ZFlow", str(tmp_path / "z2.py")) is True
-    assert ws.deployments() == {"AFlow": str(tmp_path / "a.py"), "ZFlow": str(tmp_path / "z2.py")}
+    assert ws.register("ZFlow", _defs(tmp_path, "ZFlow")) is False
+    assert ws.register("AFlow", _defs(tmp_path, "AFlow")) is False
+    assert ws.register("ZFlow", _defs(tmp_path, "ZFlow")) is True
+    assert ws.deployments() == {"AFlow": str(tmp_path / "AFlow.py"), "ZFlow": str(tmp_path / "ZFlow.py")}
     origins = WorkspaceFileTarget(paths=[ws.path]).create_origins()
-    assert [o.location_name for o in origins] == ["Theirs", "AFlow", "ZFlow"]
-    assert origins[1].loadable_target_origin.python_file == str(tmp_path / "a.py")
-    assert origins[1].loadable_target_origin.working_directory == str(tmp_path)
+    assert [o.location_name for o in origins] == ["metaflow", "Theirs"]
+    assert origins[0].loadable_target_origin.python_file == ws.location_file
+    with open(ws.location_file) as f, open(loc.__file__) as g:
+        assert f.read() == g.read(), "the location is a verbatim copy of metaflow_dagster/location.py"
     assert ws.unregister("AFlow") is True and ws.unregister("AFlow") is False
-    assert ws.deployments() == {"ZFlow": str(tmp_path / "z2.py")}
+    assert ws.deployments() == {"ZFlow": str(tmp_path / "ZFlow.py")}
     assert "Theirs" in open(ws.path).read()
-    assert sorted(os.listdir(ws.dir)) == ["workspace.lock", "workspace.yaml"], "no temporary file is left"
+    assert sorted(os.listdir(ws.dir)) == ["deployments", "location.py", "workspace.lock", "workspace.yaml"]
+    assert os.listdir(ws.records_dir) == ["ZFlow.json"], "no temporary file is left"
     with pytest.raises(dep.DeploymentException, match="no deployment named \\*AFlow\\*"):
         ws.get("AFlow")
+    # A file of several flows is one deployment, found by any of its jobs.
+    ws.register("etl", _defs(tmp_path, "etl", ["etl", "load"]))
+    assert ws.locate("load") == ("etl", str(tmp_path / "etl.py"))
 
 
-def _register_many(home, start):
+def test_entries_of_the_one_location_per_flow_layout_become_records(tmp_path):
+    """A workspace written by an earlier metaflow-dagster (a python_file location per generated file) is
+    taken over: its entries become records of the one location, entries written by hand stay."""
+    home = str(tmp_path)
+    ws = dep.Workspace(home)
+    os.makedirs(ws.dir)
+    old = _defs(tmp_path, "OldFlow")
+    with open(ws.path, "w") as f:
+        f.write("load_from:\n- python_file: {relative_path: %s, location_name: OldFlow}\n"
+                "- python_file: {relative_path: /elsewhere/theirs.py, location_name: Theirs}\n" % old)
+    ws.register("NewFlow", _defs(tmp_path, "NewFlow"))
+    assert ws.deployments() == {"NewFlow": str(tmp_path / "NewFlow.py"), "OldFlow": old}
+    origins = WorkspaceFileTarget(paths=[ws.path]).create_origins()
+    assert [o.location_name for o in origins] == ["metaflow", "Theirs"]
+
+
+def _register_many(home, start, tmp):
+    import pathlib
+
     for i in range(start, start + 10):
-        dep.Workspace(home).register("Flow%02d" % i, "/defs/flow%02d.py" % i)
+        dep.Workspace(home).register("Flow%02d" % i, _defs(pathlib.Path(tmp), "Flow%02d" % i))
 
 
 def test_concurrent_registrations_keep_every_entry(tmp_path):
     ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_register_many, args=(str(tmp_path), 10 * k)) for k in range(4)]
+    procs = [ctx.Process(target=_register_many, args=(str(tmp_path / "home"), 10 * k, str(tmp_path)))
+             for k in range(4)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
-    assert list(dep.Workspace(str(tmp_path)).deployments()) == ["Flow%02d" % i for i in range(40)]
+    assert list(dep.Workspace(str(tmp_path / "home")).deployments()) == ["Flow%02d" % i for i in range(40)]
 
 
 FLOW = {
@@ -103,49 +136,35 @@ def test_status_mapping_covers_every_dagster_status():
     ]
 
 
-def test_new_run_ids_follow_the_runtime_derivation():
-    dagster_run_id, run_id = dep.new_run_ids()
-    assert run_id == "dagster-" + dagster_run_id.replace("-", "")[:20]
-    assert dep.run_url(dagster_run_id, {}) == "http://127.0.0.1:3000/runs/" + dagster_run_id
-    assert dep.run_url("x", {dep.WEBSERVER_URL_ENV: "http://dagster:8080/"}) == "http://dagster:8080/runs/x"
+def test_new_run_ids_are_never_integers_and_links_use_the_webserver():
+    run_id = dep.new_run_id()
+    assert run_id.startswith("dagster-") and len(run_id) == 28 and run_id != dep.new_run_id()
+    assert dep.run_url("x", "http://127.0.0.1:3456") == "http://127.0.0.1:3456/runs/x"
+    assert dep.run_url("x", None, {}) == "http://127.0.0.1:3000/runs/x"
+    assert dep.run_url("x", None, {dep.WEBSERVER_URL_ENV: "http://dagster:8080/"}) == "http://dagster:8080/runs/x"
+    assert dep.job_url("http://h:1", "F", "F") == "http://h:1/locations/F@metaflow/jobs/F"
 
 
-class _GraphQL(http.server.BaseHTTPRequestHandler):
-    queries = []
-    missing = False
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        _GraphQL.queries.append(body)
-        typename = "RepositoryLocationNotFound" if _GraphQL.missing else "WorkspaceLocationEntry"
-        key = "reloadRepositoryLocation" if "reloadRepositoryLocation" in body["query"] else "reloadWorkspace"
-        answer = json.dumps({"data": {key: {"__typename": typename}}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, *args):
-        pass
+def test_webserver_address_is_read_from_its_command_line():
+    assert dep._webserver_address(["python", "-m", "dagster_webserver"]) == "http://127.0.0.1:3000"
+    assert dep._webserver_address(["dagster-webserver", "-p", "3456", "-h", "0.0.0.0"]) == "http://127.0.0.1:3456"
+    assert dep._webserver_address(["x", "--port=81", "--host", "10.0.0.2", "--path-prefix", "/dg/"]) == (
+        "http://10.0.0.2:81/dg")
+    assert dep._is_webserver(["/usr/bin/python3", "-m", "dagster_webserver", "--port", "1"])
+    assert dep._is_webserver(["/venv/bin/python", "/venv/bin/dagster-webserver"])
+    assert not dep._is_webserver(["python", "-m", "dagster", "dev"])
 
 
-def test_reload_webserver_sends_the_right_mutation_and_is_silent_when_unreachable():
-    server = http.server.HTTPServer(("127.0.0.1", 0), _GraphQL)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = "http://127.0.0.1:%d" % server.server_port
-    try:
-        assert dep.reload_webserver("LinearFlow", url)
-        assert "reloadRepositoryLocation" in _GraphQL.queries[-1]["query"]
-        assert _GraphQL.queries[-1]["variables"] == {"n": "LinearFlow"}
-        assert dep.reload_webserver(None, url)
-        assert "reloadWorkspace" in _GraphQL.queries[-1]["query"]
-        _GraphQL.missing, n = True, len(_GraphQL.queries)
-        assert dep.reload_webserver("NewFlow", url)
-        assert "reloadWorkspace" in _GraphQL.queries[n + 1]["query"], "an unknown location reloads the workspace"
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert dep.reload_webserver(None, url, timeout=2) is False
+def test_instance_config_is_written_only_where_there_is_none(tmp_path):
+    from dagster import DagsterInstance
+
+    path = dep.ensure_instance_config(str(tmp_path))
+    assert path == str(tmp_path / "dagster.yaml")
+    with DagsterInstance.from_config(str(tmp_path)) as inst:
+        assert inst.run_coordinator.dequeue_interval_seconds == 1
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    assert dep.ensure_instance_config(str(tmp_path)) is None
+    assert (tmp_path / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n", "never overwritten"
 
 
 def test_stand_in_flow_declares_the_deployed_parameters(tmp_path):
@@ -175,8 +194,9 @@ def test_create_registers_the_deployment_and_prints_how_to_serve_it(project):
     defs, res = project.create(flow_path("linear_flow.py"), **nowhere)
     workspace = os.path.join(project.home, "metaflow", "workspace.yaml")
     assert dep.Workspace(project.home).deployments() == {"LinearFlow": defs}
-    assert "Serve every deployed flow with: dagster dev -w %s --use-legacy-code-server-behavior" % workspace in res.stderr
-    assert "reloaded" not in res.stderr, "no webserver answers, and that is not an error"
+    assert "Serve every deployed flow with: dagster dev -w %s\n" % workspace in res.stderr
+    assert "No Dagster webserver serves %s yet" % project.home in res.stderr, "and that is not an error"
+    assert dep.WEBSERVER_URL_ENV in res.stderr, "the one setting for a webserver it cannot find is named"
     # Without a FILE the definitions go beside the workspace.
     res = project.run([sys.executable, flow_path("failing_flow.py"), "dagster", "create"], **nowhere)
     assert res.returncode == 0, res

@@ -1,9 +1,10 @@
-"""Deployments end to end: the Deployer API, the `dagster` CLI and resume, on a real Dagster daemon.
+"""Deployments end to end: the Deployer API, the `dagster` CLI and resume, on a real `dagster dev`.
 
-Each test deploys fixture flows into its persistent DAGSTER_HOME (`create` registers them in
-$DAGSTER_HOME/metaflow/workspace.yaml), starts `dagster-daemon run` on that workspace, drives runs exactly as
-a user does (a script calling metaflow.Deployer, or `python flow.py dagster ...`), and checks the outcome
-through the Metaflow client and the Dagster instance. Every wait is a bounded poll.
+Each test deploys fixture flows into its persistent DAGSTER_HOME (`create` records them and writes
+$DAGSTER_HOME/metaflow/workspace.yaml), serves them with `dagster dev -w` on that workspace as `create` prints
+it (on a free port, which the commands find by themselves), drives runs exactly as a user does (a script
+calling metaflow.Deployer, or `python flow.py dagster ...`), and checks the outcome through the Metaflow
+client and the Dagster instance. Every wait is a bounded poll.
 """
 
 import json
@@ -19,14 +20,14 @@ from metaflow import Deployer, Run, namespace
 from metaflow.runner.deployer import DeployedFlow
 
 from metaflow_dagster import deployments
-from tests.helpers import DagsterDaemon, flow_path, wait_for, webserver_up
+from tests.helpers import DagsterDev, flow_path, wait_for, webserver_up
 
 RUN_TIMEOUT = 300
 
 
 @pytest.fixture
 def daemon(project):
-    d = DagsterDaemon(project)
+    d = DagsterDev(project)
     yield d
     d.stop()
 
@@ -64,7 +65,7 @@ def test_deployer_runs_parameters_of_every_type(project, deploy, daemon):
     run = deployed.trigger(text="dagster", count=7, ratio=2.5, flag=True, spec={"a": [1, 2]})
     flow_name, run_id = run.pathspec.split("/")
     assert flow_name == "TypedParamsFlow" and run_id.startswith("dagster-")
-    assert run.dagster_ui_url == "http://127.0.0.1:3000/runs/%s" % run.dagster_run_id
+    assert run.dagster_ui_url == "%s/runs/%s" % (daemon.url, run.dagster_run_id)
     assert finish(run) == "SUCCEEDED", daemon.log_tail()
     assert run.run.id == run_id and run.run.successful
     data = run.run["start"].task.data
@@ -74,7 +75,8 @@ def test_deployer_runs_parameters_of_every_type(project, deploy, daemon):
     with deployments.instance(project.home) as inst:
         drun = inst.get_run_by_id(run.dagster_run_id)
     assert drun.tags["metaflow/run_id"] == run_id
-    assert drun.remote_job_origin.location_name == "TypedParamsFlow"
+    assert drun.remote_job_origin.location_name == "metaflow"
+    assert drun.remote_job_origin.repository_origin.repository_name == "TypedParamsFlow"
     # Parameters not given keep their defaults.
     run2 = deployed.trigger(count=3)
     assert finish(run2) == "SUCCEEDED"
@@ -246,12 +248,18 @@ def _graphql(url, query, variables=None):
         return json.loads(resp.read())["data"]
 
 
-def _locations(url):
-    data = _graphql(url, "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }")
-    return sorted(e["name"] for e in data["workspaceOrError"]["locationEntries"])
+def _served_jobs(url):
+    """{location: sorted job names} the webserver at ``url`` serves."""
+    data = _graphql(url, "{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError {"
+                         " ... on RepositoryLocation { repositories { jobs { name } } } } } } } }")
+    return {e["name"]: sorted(j["name"] for r in (e["locationOrLoadError"] or {}).get("repositories", ())
+                              for j in r["jobs"])
+            for e in data["workspaceOrError"]["locationEntries"]}
 
 
 def test_running_dagster_serves_new_deployments_and_triggered_runs(project):
+    """The serving line `create` prints, run as printed (plus a port), serves every deployment: one created
+    while it runs is served as soon as `create` returns, and one deleted is gone when `delete` returns."""
     _, res = project.create(flow_path("linear_flow.py"))
     serve = next(line for line in res.stderr.splitlines() if line.startswith("Serve every deployed flow with: "))
     with socket.socket() as s:
@@ -264,15 +272,16 @@ def test_running_dagster_serves_new_deployments_and_triggered_runs(project):
             argv, cwd=project.workdir, env=project.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
-        wait_for(lambda: webserver_up(url) and _locations(url) == ["LinearFlow"], 180, "dagster dev to serve LinearFlow")
-        _, res = project.create(flow_path("failing_flow.py"), out="failing.py", METAFLOW_DAGSTER_WEBSERVER_URL=url)
-        assert "The Dagster webserver at %s reloaded it." % url in res.stderr
-        assert _locations(url) == ["FailingFlow", "LinearFlow"]
+        wait_for(lambda: webserver_up(url) and _served_jobs(url) == {"metaflow": ["LinearFlow"]}, 180,
+                 "dagster dev to serve LinearFlow")
+        _, res = project.create(flow_path("failing_flow.py"), out="failing.py")
+        assert "The Dagster webserver at %s serves it: %s/locations/FailingFlow@metaflow/jobs/FailingFlow" % (
+            url, url) in res.stderr, res
+        assert _served_jobs(url) == {"metaflow": ["FailingFlow", "LinearFlow"]}
 
         id_file = os.path.join(project.workdir, "run_id")
         res = project.run(
-            [sys.executable, flow_path("linear_flow.py"), "dagster", "trigger", "--wait", "--run-id-file", id_file],
-            METAFLOW_DAGSTER_WEBSERVER_URL=url,
+            [sys.executable, flow_path("linear_flow.py"), "dagster", "trigger", "--wait", "--run-id-file", id_file]
         )
         assert res.returncode == 0, res
         link = next(w for w in res.stderr.split() if w.startswith(url + "/runs/"))
@@ -284,11 +293,9 @@ def test_running_dagster_serves_new_deployments_and_triggered_runs(project):
         with urllib.request.urlopen(link, timeout=30) as page:
             assert page.status == 200
 
-        res = project.run(
-            [sys.executable, flow_path("failing_flow.py"), "dagster", "delete"], METAFLOW_DAGSTER_WEBSERVER_URL=url
-        )
+        res = project.run([sys.executable, flow_path("failing_flow.py"), "dagster", "delete"])
         assert res.returncode == 0, res
-        assert _locations(url) == ["LinearFlow"]
+        assert _served_jobs(url) == {"metaflow": ["LinearFlow"]}
     finally:
         os.killpg(dev.pid, signal.SIGTERM)
         try:

@@ -3,9 +3,11 @@
 The group runs after Metaflow's own top-level processing (config mutators, `--with` decorators, step
 decorator init), exactly as `argo-workflows` does, so the graph read here is the one tasks will run.
 
-A deployment is a definitions file registered in `$DAGSTER_HOME/metaflow/workspace.yaml` under its job name
-(metaflow_dagster/deployments.py); `create --add-flow` puts several flows into one file, one code location
-named after the first job. `create` writes and registers it; `trigger`, `resume`, `status`,
+A deployment is a definitions file recorded in `$DAGSTER_HOME/metaflow/deployments/` under its job name and
+served, with every other deployment, by the one code location `metaflow` of
+`$DAGSTER_HOME/metaflow/workspace.yaml` (metaflow_dagster/deployments.py); `create --add-flow` puts several
+flows into one file, one deployment named after the first job. `create` checks that the file loads, writes
+and records it, and waits until a running webserver serves it; `trigger`, `resume`, `status`,
 `terminate`, `delete` and `list` act on the deployment named `--name`, by default this flow's job name. They
 read what they need from the registry and the generated file's FLOW literal, never from this flow's graph,
 so the stand-in flow file that `DeployedFlow.from_deployment` writes (parameters only) drives them as well
@@ -18,13 +20,13 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 from metaflow import parameters
 from metaflow._vendor import click
-from metaflow.exception import MetaflowException
 
 from metaflow_dagster import deployments as dep
-from metaflow_dagster.deployments import write_atomic
+from metaflow_dagster import location as loc
 
 from .dagster_compiler import (
     CODE_PACKAGE_MODES,
@@ -85,6 +87,10 @@ def _echo_serving(obj, home):
 @click.option("--max-workers", default=16, show_default=True, type=int, help="Maximum number of concurrent ops.")
 @click.option("--workflow-timeout", default=0, type=int, help="Fail a run that takes longer (seconds).")
 @click.option(
+    "--max-num-splits", default=100, show_default=True, type=int,
+    help="Fail a run whose foreach yields more splits, as `run --max-num-splits` does.",
+)
+@click.option(
     "--emit-step-events/--no-emit-step-events", default=False, show_default=True,
     help="Also publish metaflow.<flow>.<step> when each task succeeds (the end event is always published).",
 )
@@ -105,8 +111,8 @@ def _echo_serving(obj, home):
 @click.option("--ir-only", is_flag=True, default=False, help="Print the flow IR as JSON and write nothing.")
 @click.option("--deployer-attribute-file", default=None, hidden=True)
 @click.pass_obj
-def create(obj, file, tags, namespace, max_workers, workflow_timeout, emit_step_events, forward_env, code_package,
-           add_flows, ir_only, deployer_attribute_file):
+def create(obj, file, tags, namespace, max_workers, workflow_timeout, max_num_splits, emit_step_events, forward_env,
+           code_package, add_flows, ir_only, deployer_attribute_file):
     if obj.deployment_name != obj.dagster_job:
         raise DagsterException(
             "--name %s is not supported by `create`: a deployment is named after its job, *%s*"
@@ -131,9 +137,11 @@ def create(obj, file, tags, namespace, max_workers, workflow_timeout, emit_step_
         raise DagsterException("--max-workers must be at least 1 (got %d)" % max_workers)
     if workflow_timeout < 0:
         raise DagsterException("--workflow-timeout must be zero or positive (got %d)" % workflow_timeout)
+    if max_num_splits < 1:
+        raise DagsterException("--max-num-splits must be at least 1 (got %d)" % max_num_splits)
     ir = build_ir(
         obj, tags=tags or (), namespace=namespace, max_workers=max_workers, workflow_timeout=workflow_timeout,
-        emit_step_events=emit_step_events, forward_env=forward_env,
+        emit_step_events=emit_step_events, forward_env=forward_env, max_num_splits=max_num_splits,
     )
     if ir_only and add_flows:
         raise DagsterException("--ir-only prints the IR of one flow: run it on each flow file, not with --add-flow")
@@ -147,6 +155,7 @@ def create(obj, file, tags, namespace, max_workers, workflow_timeout, emit_step_
     if add_flows:
         create_args = [a for t in tags or () for a in ("--tag", t)] + [
             "--max-workers", str(max_workers), "--workflow-timeout", str(workflow_timeout),
+            "--max-num-splits", str(max_num_splits),
             "--emit-step-events" if emit_step_events else "--no-emit-step-events", "--code-package", code_package,
         ] + (["--namespace", namespace] if namespace is not None else []) + [
             a for name in forward_env for a in ("--forward-env", name)]
@@ -164,23 +173,11 @@ def create(obj, file, tags, namespace, max_workers, workflow_timeout, emit_step_
     file = os.path.abspath(file)
     if home:
         _check_not_served_elsewhere(dep.Workspace(home), name, jobs)
-    text = compile_ir(*irs)
-    write_atomic(file, text)
+    _write_checked(file, compile_ir(*irs), [x["flow"]["name"] for x in irs])
     flows = ", ".join("*%s*" % x["flow"]["name"] for x in irs)
     obj.echo("Wrote Dagster definitions for %s to *%s*." % (flows, file), bold=True)
     if home:
-        workspace = dep.Workspace(home)
-        existed = workspace.register(name, file)
-        if len(jobs) > 1:
-            obj.echo("Deployed the jobs %s as one code location *%s* in %s."
-                     % (", ".join("*%s*" % j for j in jobs), name, workspace.path))
-        else:
-            obj.echo("Deployed *%s* in %s." % (name, workspace.path))
-        _echo_serving(obj, home)
-        if dep.reload_webserver(name if existed else None):
-            obj.echo("The Dagster webserver at %s reloaded it." % dep.webserver_url())
-            if not existed:
-                obj.echo("A daemon that is already running loads a new deployment within 60 seconds.")
+        _deploy(obj, home, name, file, jobs)
     else:
         obj.echo("Registration skipped because DAGSTER_HOME is not set.")
         obj.echo("Serve them with: dagster dev -f %s" % file)
@@ -193,6 +190,58 @@ def create(obj, file, tags, namespace, max_workers, workflow_timeout, emit_step_
             "additional_info": {"definitions_file": file, "dagster_home": home, "jobs": jobs},
         },
     )
+
+
+def _write_checked(path, text, flow_names):
+    """Write the definitions ``text`` to ``path`` only once they load as a code server loads them: in a fresh
+    process, importing the file and resolving every job, config schema, schedule and sensor
+    (``python -m metaflow_dagster.location check``). A file that does not load is never written."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".py", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        proc = subprocess.run([sys.executable, "-m", "metaflow_dagster.location", "check", tmp],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        try:
+            result = json.loads(proc.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            result = {"ok": False, "error": (proc.stderr.strip() or "no answer").splitlines()[-1]}
+        if not result.get("ok"):
+            raise DagsterException(
+                "the Dagster definitions of flow%s %s do not load, so nothing was written or deployed: %s"
+                % ("s" if len(flow_names) > 1 else "", ", ".join("*%s*" % n for n in flow_names), result["error"])
+            )
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _deploy(obj, home, name, file, jobs):
+    """Register the definitions ``file`` as deployment ``name`` of ``home`` and, when a Dagster webserver
+    serves that instance, wait until it (and so its daemon) serves the new jobs."""
+    workspace = dep.Workspace(home)
+    written = dep.ensure_instance_config(home)
+    if written:
+        obj.echo("Wrote %s (this Dagster home had none): runs queued by `trigger` and by sensors start within a "
+                 "second." % written)
+    workspace.register(name, file)
+    if len(jobs) > 1:
+        obj.echo("Deployed the jobs %s (one deployment, *%s*) to %s." % (", ".join("*%s*" % j for j in jobs), name, home))
+    else:
+        obj.echo("Deployed *%s* to %s." % (name, home))
+    _echo_serving(obj, home)
+    url = dep.find_webserver(home)
+    if url is None:
+        obj.echo("No Dagster webserver serves %s yet: start it with the command above. If it runs elsewhere (or "
+                 "behind a proxy), set %s to its URL." % (home, dep.WEBSERVER_URL_ENV))
+        return
+    state = dep.ensure_served(url, home, jobs, loc.file_digest(file))
+    obj.echo("The Dagster webserver at %s serves %s: %s" % (
+        url, "it" if len(jobs) == 1 else "them", ", ".join(dep.job_url(url, state.repositories[j], j) for j in jobs)))
 
 
 def _added_irs(obj, ir, paths, create_args):
@@ -261,25 +310,25 @@ def _parse_ir(path, out):
         raise DagsterException("cannot add the flow of %s: `dagster create --ir-only` printed no IR" % path) from None
 
 
-def _check_not_served_elsewhere(workspace, location, jobs):
-    """Refuse to deploy ``jobs`` as code location ``location`` when another location already serves one.
+def _check_not_served_elsewhere(workspace, deployment, jobs):
+    """Refuse to deploy ``jobs`` as deployment ``deployment`` when another deployment already has one.
 
-    A job in two locations would have two sets of sensors and schedules, each starting its own runs.
+    A job deployed twice would have two sets of sensors and schedules, each starting its own runs.
     """
     for job in jobs:
         found = workspace.find(job)
-        if found and found[0] != location:
+        if found and found[0] != deployment:
             raise DagsterException(
-                "job *%s* is already deployed as part of code location *%s* (%s): delete that deployment first "
+                "job *%s* is already deployed as part of deployment *%s* (%s): delete that deployment first "
                 "(`python <its flow file> dagster delete`)" % (job, found[0], found[1])
             )
 
 
 def _submit(obj, d, values, tags, opts, what):
-    """Launch one run of deployment ``d``, tell the user (and the Deployer) its ids, optionally wait for it.
-
-    ``opts`` holds the run options (`--wait`, `--run-id-file`, `--deployer-attribute-file`).
-    """
+    """Launch one run of deployment ``d`` through the running webserver, tell the user (and the Deployer) its
+    ids, optionally wait for it. ``opts`` holds the run options (`--wait`, `--run-id-file`,
+    `--deployer-attribute-file`). Nothing is launched unless every check passes and the webserver serves the
+    job from the deployed file (deployments.ensure_served)."""
     flow = d.flow
     if os.path.abspath(sys.argv[0]) == flow["file"]:
         with open(flow["file"], "rb") as f:
@@ -288,15 +337,28 @@ def _submit(obj, d, values, tags, opts, what):
                     "%s changed after `dagster create`: deploy it again before running *%s*" % (flow["file"], d.name)
                 )
     config = dep.run_config(flow, values)
-    dagster_run_id, run_id = dep.new_run_ids()
+    url = dep.find_webserver(d.home)
+    if url is None:
+        raise DagsterException(
+            "no Dagster webserver serves DAGSTER_HOME=%s, so the run of *%s* was not submitted: %s. If it runs "
+            "elsewhere (or behind a proxy), set %s to its URL." % (d.home, d.name, dep.how_to_serve(d.home),
+                                                                    dep.WEBSERVER_URL_ENV))
+    jobs = dep.Workspace.jobs_of(d.defs)
+    state = dep.ensure_served(url, d.home, jobs or [d.name], loc.file_digest(d.defs))
+    run_id = dep.new_run_id()
     pathspec = "%s/%s" % (flow["name"], run_id)
-    daemon = dep.daemon_running(d.home)  # opens (and on first use creates) the instance before Dagster does
-    dep.launch(d.home, d.name, d.defs, config, dict(tags, **{dep.RUN_ID_TAG: run_id}), dagster_run_id,
-               location=d.location)
+    dagster_run_id = dep.launch(url, state.location, state.repositories[d.name], d.name, config,
+                                dict(tags, **{dep.RUN_ID_TAG: run_id}))
+    with dep.instance(d.home) as inst:
+        if inst.get_run_by_id(dagster_run_id) is None:
+            raise DagsterException(
+                "the Dagster webserver at %s launched run %s in another Dagster instance than DAGSTER_HOME=%s: "
+                "start it with that DAGSTER_HOME" % (url, dagster_run_id, d.home))
+        daemon = dep.daemon_running(inst)
     if opts["run_id_file"]:
         with open(opts["run_id_file"], "w") as f:
             f.write(run_id)
-    url = dep.run_url(dagster_run_id)
+    link = dep.run_url(dagster_run_id, url)
     _write_attributes(
         opts["deployer_attribute_file"],
         {
@@ -305,11 +367,11 @@ def _submit(obj, d, values, tags, opts, what):
             "pathspec": pathspec,
             "dagster_run_id": dagster_run_id,
             "dagster_home": d.home,
-            "dagster_ui_url": url,
+            "dagster_ui_url": link,
         },
     )
     obj.echo("%s *%s* on Dagster (run *%s*, Dagster run %s)." % (what, d.name, pathspec, dagster_run_id), bold=True)
-    obj.echo("See the run in the Dagster UI at %s" % url)
+    obj.echo("See the run in the Dagster UI at %s" % link)
     if not daemon:
         obj.echo("No Dagster daemon is running for %s: the run stays queued until one starts." % d.home)
         _echo_serving(obj, d.home)
@@ -317,7 +379,9 @@ def _submit(obj, d, values, tags, opts, what):
         status = dep.wait(d.home, dagster_run_id)
         obj.echo("Run *%s* %s." % (pathspec, status))
         if status != "SUCCEEDED":
-            raise DagsterException("run *%s* of *%s* failed on Dagster: %s" % (pathspec, d.name, url))
+            with dep.instance(d.home) as inst:
+                reason = dep.failure_reason(inst, dagster_run_id)
+            raise DagsterException("run *%s* of *%s* failed on Dagster (%s):\n%s" % (pathspec, d.name, link, reason))
 
 
 _RUN_OPTIONS = [
@@ -384,7 +448,12 @@ def status(obj, run_id):
     d = _deployment(obj, "status")
     with dep.instance(d.home) as inst:
         run = dep.get_run(inst, d.flow, run_id)
-    obj.echo("Run *%s/%s* is %s on Dagster: %s" % (d.flow["name"], run_id, run.status.value, dep.run_url(run.run_id)))
+        reason = dep.failure_reason(inst, run.run_id)
+    url = dep.find_webserver(d.home)
+    obj.echo("Run *%s/%s* is %s on Dagster: %s" % (d.flow["name"], run_id, run.status.value,
+                                                   dep.run_url(run.run_id, url)))
+    if reason:
+        obj.echo(reason)
     click.echo(dep.STATUS.get(run.status.value, "PENDING"))
 
 
@@ -401,30 +470,40 @@ def terminate(obj, run_id):
     obj.echo("Terminating run *%s* (Dagster run %s)." % (pathspec, run.run_id), bold=True)
 
 
-@dagster.command(help="Remove the deployment from the workspace; the definitions file and past runs stay.")
+@dagster.command(help="Remove the deployment; its definitions file and past runs stay.")
 @click.pass_obj
 def delete(obj):
     d = _deployment(obj, "delete")
     jobs = dep.Workspace.jobs_of(d.defs)
-    dep.Workspace(d.home).unregister(d.location)
+    dep.Workspace(d.home).unregister(d.deployment)
     obj.echo("Deleted deployment *%s* (its definitions file %s is left in place)." % (d.name, d.defs))
     if len(jobs) > 1:
-        obj.echo("The jobs %s of the same file went with it: they are one code location, *%s*."
-                 % (", ".join("*%s*" % j for j in jobs if j != d.name), d.location))
-    if dep.reload_webserver():
-        obj.echo("The Dagster webserver at %s reloaded its workspace." % dep.webserver_url())
+        obj.echo("The jobs %s of the same file went with it: they are one deployment, *%s*."
+                 % (", ".join("*%s*" % j for j in jobs if j != d.name), d.deployment))
+    url = dep.find_webserver(d.home)
+    if url is not None:
+        dep.reload_location(url)
+        obj.echo("The Dagster webserver at %s no longer serves it." % url)
 
 
 @dagster.command(name="list", help="Print `name flow file` of this flow's deployments (of all with --all).")
 @click.option("--all", "all_flows", is_flag=True, default=False, help="List the deployments of every flow.")
 @click.pass_obj
 def list_deployments(obj, all_flows=False):
+    """One line per job: `job flow file`, followed by `(broken: reason)` for a deployment that does not load as
+    the code server loads it (checked in a fresh process, as a code server does)."""
     home = dep.require_home(what="`dagster list`")
-    for defs in dep.Workspace(home).deployments().values():
-        try:
-            flows = dep.read_flows(defs)
-        except MetaflowException:
-            continue
-        for flow in flows:
-            if all_flows or flow["name"] == obj.flow.name:
-                click.echo("%s %s %s" % (flow["job_name"], flow["name"], defs))
+    workspace = dep.Workspace(home)
+    proc = subprocess.run([sys.executable, "-m", "metaflow_dagster.location", "status", workspace.dir],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    try:
+        status = json.loads(proc.stdout)
+    except ValueError:
+        raise DagsterException("cannot check the deployments of %s: %s" % (home, proc.stderr.strip()[-2000:])) from None
+    for name, state in status.items():
+        flows = state.get("flows") or {}
+        for job in state.get("jobs") or [name]:
+            flow = flows.get(job, "?")
+            if all_flows or flow == obj.flow.name:
+                line = "%s %s %s" % (job, flow, state.get("definitions"))
+                click.echo(line if state["ok"] else "%s (broken: %s)" % (line, state["error"]))

@@ -96,6 +96,23 @@ class DagsterTriggeredRun(TriggeredRun):
     def is_running(self) -> bool:
         return self.status in ("PENDING", "RUNNING")
 
+    @property
+    def failure(self) -> Optional[str]:
+        """Why the run failed: each failed step with its task, attempt and the user's exception (type, message,
+        the flow file's frame), or why the run failed before any step did. None unless it failed."""
+        with dep.instance(self.dagster_home) as inst:
+            return dep.failure_reason(inst, self.dagster_run_id)
+
+    @property
+    def run(self):
+        """The Metaflow Run (None until its start task runs). Raises DagsterException with the reason when the
+        Dagster run failed before Metaflow recorded any task, rather than leaving callers waiting on None."""
+        run = super().run
+        if run is None and self.status == "FAILED":
+            raise DagsterException("run %s failed on Dagster before Metaflow recorded it: %s"
+                                   % (self.pathspec, self.failure))
+        return run
+
     def wait_for_completion(self, check_interval: int = 5, timeout: Optional[int] = None):
         """Wait until the run finishes. Raises TimeoutError after ``timeout`` seconds."""
         start = time.time()
@@ -113,7 +130,7 @@ class DagsterTriggeredRun(TriggeredRun):
 
 
 class DagsterDeployedFlow(DeployedFlow):
-    """A flow deployed to Dagster: a definitions file registered in $DAGSTER_HOME/metaflow/workspace.yaml."""
+    """A flow deployed to Dagster: a definitions file recorded in $DAGSTER_HOME/metaflow/deployments/."""
 
     TYPE: ClassVar[Optional[str]] = "dagster"
 
@@ -147,7 +164,7 @@ class DagsterDeployedFlow(DeployedFlow):
         return self._run("resume", origin_run_id=origin_run_id, **kwargs)
 
     def delete(self, **kwargs) -> bool:
-        """Remove the deployment from the workspace. Returns True if the command succeeded."""
+        """Remove the deployment. Returns True if the command succeeded."""
         code, _ = _run_command(self.deployer, "delete", False, **kwargs)
         return code == 0
 
@@ -193,6 +210,6 @@ class DagsterDeployedFlow(DeployedFlow):
             "name": run_id,
             "dagster_run_id": run.run_id,
             "dagster_home": d.home,
-            "dagster_ui_url": dep.run_url(run.run_id, deployed.deployer.env_vars),
+            "dagster_ui_url": dep.run_url(run.run_id, dep.find_webserver(d.home, deployed.deployer.env_vars)),
         }
         return DagsterTriggeredRun(deployer=deployed.deployer, content=json.dumps(content))
