@@ -753,6 +753,17 @@ static const StepSpec switch_in_foreach[] = {
 	{"end", "end", "", "join", "", NULL, NULL, NULL},
 };
 
+/* switch_in_foreach with case 'o' going through 'odd' straight into the foreach's join (issue #19). */
+static const StepSpec switch_into_foreach_join[] = {
+	{"start", "foreach", "route", "", "", "join", "xs", NULL},
+	{"route", "split-switch", "even odd", "start", "start", NULL, NULL, "e:even o:odd"},
+	{"even", "linear", "merge", "route", "start", NULL, NULL, NULL},
+	{"odd", "linear", "join", "route", "start", NULL, NULL, NULL},
+	{"merge", "linear", "join", "even", "start", NULL, NULL, NULL},
+	{"join", "join", "end", "merge odd", "start", NULL, NULL, NULL},
+	{"end", "end", "", "join", "", NULL, NULL, NULL},
+};
+
 static void
 test_check_switch(void)
 {
@@ -781,14 +792,8 @@ test_check_switch(void)
 	ir = BUILD(switch_in_foreach);
 	set(ir, "steps.1.switch.cases", J("[]"));
 	EXPECT_DIAGS(ir, "/src/t.py:11: error: step 'route': switch has no cases");
-	ir = BUILD(switch_in_foreach);
-	set(ir, "steps.2.next", J("[\"join\"]"));
-	set(ir, "steps.3.next", J("[\"join\"]"));
-	set(ir, "steps.5.in_funcs", J("[\"even\", \"odd\"]"));
-	set(ir, "steps.4.in_funcs", J("[]"));
-	EXPECT_DIAGS(ir, "/src/t.py:14: error: step 'merge': next names 'join', whose in_funcs does not include this "
-		"step\n/src/t.py:15: error: step 'join': the switch branches 'even', 'odd' inside foreach 'start' go "
-		"straight into its join; add a common step after them that goes to 'join'");
+	/* Issue #19: case 'o' goes through 'odd' straight into the foreach's join, as Metaflow runs it. */
+	EXPECT_DIAGS(BUILD(switch_into_foreach_join), "");
 	ir = BUILD(switch_in_foreach);
 	set(ir, "steps.1.next", J("[\"even\", \"join\"]"));
 	set(ir, "steps.1.switch.cases", J("[[\"e\", \"even\"], [\"o\", \"join\"]]"));
@@ -796,9 +801,8 @@ test_check_switch(void)
 	set(ir, "steps.4.in_funcs", J("[\"even\"]"));
 	set(ir, "steps.3.in_funcs", J("[]"));
 	EXPECT_DIAGS(ir, "/src/t.py:13: error: step 'odd': next names 'merge', whose in_funcs does not include this step\n"
-		"/src/t.py:11: error: step 'route': switch case 'o' goes straight into join 'join'; add a step "
-		"between them\n/src/t.py:15: error: step 'join': the switch branches 'merge', 'route' inside foreach "
-		"'start' go straight into its join; add a common step after them that goes to 'join'");
+		"/src/t.py:11: error: step 'route': switch case 'o' goes straight into join 'join': a conditional path "
+		"cannot lead directly to a join step; add an unconditional step on that path before the join");
 }
 
 /* Step.depth */
@@ -1021,6 +1025,24 @@ test_lower_inputs(void)
 		return;
 	ASSERT_STREQ(joined(p->ops[3].inputs, p->ops[3].ninputs), "b|context_");
 	ASSERT_STREQ(joined(p->ops[3].args, p->ops[3].nargs), "b|context");
+}
+
+/* A foreach join that switch cases reach separately collects the tokens of each case, live or dead (issue #19). */
+static void
+test_lower_switch_joins(void)
+{
+	Compile c;
+	Plan *p;
+
+	p = lowered(BUILD(switch_into_foreach_join), &c);
+	ASSERT(p && p->nsegs == 1);
+	if (p) {
+		ASSERT_STREQ(op_order(p), "start route even odd merge join end");
+		ASSERT_STREQ(joined(p->segs[0].outs, p->segs[0].nouts), "merge|odd");
+		ASSERT(p->ops[5].seg == -1 && p->ops[5].foreach_join);
+		ASSERT_STREQ(joined(p->ops[5].inputs, p->ops[5].ninputs), "merge|odd");
+		ASSERT_STREQ(joined(p->ops[5].args, p->ops[5].nargs), "merge.collect()|odd.collect()");
+	}
 }
 
 static const StepSpec foreach_switch[] = {
@@ -1334,6 +1356,7 @@ main(void)
 	RUN(test_lower_order);
 	RUN(test_lower_segments);
 	RUN(test_lower_inputs);
+	RUN(test_lower_switch_joins);
 	RUN(test_lower_names);
 	RUN(test_lower_texts);
 	RUN(test_lower_placement);
