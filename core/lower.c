@@ -328,11 +328,36 @@ handle(Compile *c, const PlanOp *parent, const PlanOp *child)
 	return mfd_printf(c->arena, "%s__%s", parent->step->name, child->step->name);
 }
 
-/* Returns 1 when op is a level-0 step (not a join) that several parents reach: it takes one fan-in list. */
+/* The number of distinct steps s goes to. */
+static size_t
+distinct_next(const Step *s)
+{
+	size_t k, n = 0;
+
+	for (k = 0; k < s->nnext; k++)
+		n += !repeats(s, k);
+	return n;
+}
+
+/*
+ * Returns 1 when op is a level-0 step that several parents reach and that must run when only some of them ran:
+ * it takes one fan-in list, which Dagster runs when any source arrived. That is a step where switch cases meet
+ * (not a join), and a static join with more parents than its split has branches: a switch inside a branch ends
+ * its cases in the join separately, and only the case taken runs. Every other join takes all of its parents.
+ */
 static int
 takes_cases(const PlanOp *op)
 {
-	return op->step->depth == 0 && op->step->kind != STEP_JOIN && op->nparents > 1;
+	const Step *s = op->step, *split;
+
+	if (s->depth != 0 || op->nparents < 2)
+		return 0;
+	if (s->kind != STEP_JOIN)
+		return 1;
+	if (op->foreach_join || s->nparents == 0)
+		return 0;
+	split = s->parents[s->nparents - 1].step;
+	return split->kind == STEP_SPLIT && op->nparents > distinct_next(split);
 }
 
 /* Sets the distinct switch case targets of op other than op itself, in case order. */

@@ -1027,10 +1027,42 @@ test_lower_inputs(void)
 	ASSERT_STREQ(joined(p->ops[3].args, p->ops[3].nargs), "b|context");
 }
 
-/* A foreach join that switch cases reach separately collects the tokens of each case, live or dead (issue #19). */
+/*
+ * Joins that switch cases reach separately (issue #19): a foreach join collects the tokens of each case, live or
+ * dead; a level-0 static join with more parents than its split has branches takes them as one fan-in list,
+ * because only the case taken runs; inside a foreach it takes one input per parent, as other joins do.
+ */
 static void
 test_lower_switch_joins(void)
 {
+	static const StepSpec split_switch[] = {
+		{"start", "split", "a other", "", "", "join", NULL, NULL},
+		{"a", "split-switch", "b c", "start", "start", NULL, NULL, "x:b y:c"},
+		{"b", "linear", "join", "a", "start", NULL, NULL, NULL},
+		{"c", "linear", "join", "a", "start", NULL, NULL, NULL},
+		{"other", "linear", "join", "start", "start", NULL, NULL, NULL},
+		{"join", "join", "end", "b c other", "start", NULL, NULL, NULL},
+		{"end", "end", "", "join", "", NULL, NULL, NULL},
+	};
+	static const StepSpec split_switch_in_foreach[] = {
+		{"start", "foreach", "s", "", "", "j2", "xs", NULL},
+		{"s", "split", "a other", "start", "start", "join", NULL, NULL},
+		{"a", "split-switch", "b c", "s", "start s", NULL, NULL, "x:b y:c"},
+		{"b", "linear", "join", "a", "start s", NULL, NULL, NULL},
+		{"c", "linear", "join", "a", "start s", NULL, NULL, NULL},
+		{"other", "linear", "join", "s", "start s", NULL, NULL, NULL},
+		{"join", "join", "j2", "b c other", "start s", NULL, NULL, NULL},
+		{"j2", "join", "end", "join", "start", NULL, NULL, NULL},
+		{"end", "end", "", "j2", "", NULL, NULL, NULL},
+	};
+	static const StepSpec split3[] = {
+		{"start", "split", "a b c", "", "", "join", NULL, NULL},
+		{"a", "linear", "join", "start", "start", NULL, NULL, NULL},
+		{"b", "linear", "join", "start", "start", NULL, NULL, NULL},
+		{"c", "linear", "join", "start", "start", NULL, NULL, NULL},
+		{"join", "join", "end", "a b c", "start", NULL, NULL, NULL},
+		{"end", "end", "", "join", "", NULL, NULL, NULL},
+	};
 	Compile c;
 	Plan *p;
 
@@ -1043,6 +1075,20 @@ test_lower_switch_joins(void)
 		ASSERT_STREQ(joined(p->ops[5].inputs, p->ops[5].ninputs), "merge|odd");
 		ASSERT_STREQ(joined(p->ops[5].args, p->ops[5].nargs), "merge.collect()|odd.collect()");
 	}
+	p = lowered(BUILD(split_switch), &c);
+	ASSERT(p != NULL);
+	if (p) {
+		ASSERT_STREQ(joined(p->ops[5].inputs, p->ops[5].ninputs), "cases");
+		ASSERT_STREQ(joined(p->ops[5].args, p->ops[5].nargs), "[b, c, other]");
+	}
+	p = lowered(BUILD(split3), &c);
+	ASSERT(p != NULL);
+	if (p)
+		ASSERT_STREQ(joined(p->ops[4].args, p->ops[4].nargs), "a|b|c");
+	p = lowered(BUILD(split_switch_in_foreach), &c);
+	ASSERT(p && p->nsegs == 1);
+	if (p)
+		ASSERT_STREQ(joined(p->ops[6].args, p->ops[6].nargs), "b|c|other");
 }
 
 static const StepSpec foreach_switch[] = {
