@@ -12,7 +12,7 @@
  *   - split_parents name split or foreach steps; in_funcs names no step twice; each in_funcs entry has this
  *     step in its next, and each next entry but the step itself has this step in its in_funcs;
  *   - the only cycles are switch cases back to their own step;
- *   - no switch case goes straight into a join, and a foreach join has a single in_func;
+ *   - no switch case goes straight into a join (Metaflow's lint forbids it too);
  *   - no decorator or step feature is one the matrix rejects;
  *   - Step.depth is set, with mfd_is_foreach_join deciding which joins close a foreach.
  *
@@ -550,16 +550,14 @@ check_cycles(Compile *c)
 }
 
 /*
- * Metaflow's lint forbids a switch case that goes straight into a join. Inside a foreach, the branches of a
- * switch may not end in the foreach's join either (Argo rejects this too): the join could not tell which
- * branch each task took. Both need a common step before the join.
+ * Metaflow's lint (check_ambiguous_joins) forbids a switch case that goes straight into a join, with this reason:
+ * a conditional path cannot lead directly to a join step. Switch cases that reach a join through steps of their
+ * own are fine, also when that join closes the foreach the switch runs in.
  */
 static void
 check_joins(Compile *c)
 {
 	Flow *f = c->flow;
-	const Step *fe;
-	StrBuf branches;
 	Step *s;
 	size_t i, k;
 
@@ -567,18 +565,9 @@ check_joins(Compile *c)
 		s = &f->steps[i];
 		for (k = 0; k < s->ncases; k++)
 			if (s->cases[k].to.step->kind == STEP_JOIN)
-				error_at(c, s, "switch case %s goes straight into join '%s'; add a step between them",
+				error_at(c, s, "switch case %s goes straight into join '%s': a conditional path cannot lead "
+					"directly to a join step; add an unconditional step on that path before the join",
 					quote(c, s->cases[k].value), s->cases[k].to.name);
-		if (s->kind != STEP_JOIN || s->nparents == 0 || s->nin < 2)
-			continue;
-		fe = s->parents[s->nparents - 1].step;
-		if (fe->kind != STEP_FOREACH || fe->join.step != s)
-			continue;
-		mfd_sb_init(&branches, c->arena);
-		for (k = 0; k < s->nin; k++)
-			mfd_sb_printf(&branches, "%s'%s'", k ? ", " : "", s->in[k].name);
-		error_at(c, s, "the switch branches %s inside foreach '%s' go straight into its join; add a common "
-			"step after them that goes to '%s'", mfd_sb_str(&branches), fe->name, s->name);
 	}
 }
 

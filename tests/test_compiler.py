@@ -93,6 +93,19 @@ def test_a_flow_metaflow_rejects_gets_metaflows_message(project):
     assert "Step a is missing a self.next() transition" in res.stdout + res.stderr
 
 
+def test_a_switch_case_straight_into_a_join_gets_metaflows_reason(project):
+    """Metaflow's lint refuses it at `create`; the core refuses the same IR with the same reason (issue #19)."""
+    _, res = project.create(flow_path("switch_case_into_join_flow.py"), check=False)
+    assert res.returncode != 0
+    assert "A conditional path cannot lead directly to a join step" in res.stdout + res.stderr
+    ir = json.load(open(os.path.join(REPO, "tests", "golden", "err_switch_case_into_join.json")))
+    with pytest.raises(_core.CompileError) as err:
+        _core.compile(ir, runtime_src())
+    [diag] = err.value.diagnostics
+    assert (diag["step"], diag["line"]) == ("process_item", 13)
+    assert "a conditional path cannot lead directly to a join step" in diag["message"]
+
+
 def test_the_ir_example_in_the_docs_compiles_and_has_every_field_create_exports(project):
     """docs/ir.md's example is a whole IR: the core compiles it, and it has each key `create --ir-only` gives."""
     doc = open(os.path.join(REPO, "docs", "ir.md")).read()

@@ -753,6 +753,17 @@ static const StepSpec switch_in_foreach[] = {
 	{"end", "end", "", "join", "", NULL, NULL, NULL},
 };
 
+/* switch_in_foreach with case 'o' going through 'odd' straight into the foreach's join (issue #19). */
+static const StepSpec switch_into_foreach_join[] = {
+	{"start", "foreach", "route", "", "", "join", "xs", NULL},
+	{"route", "split-switch", "even odd", "start", "start", NULL, NULL, "e:even o:odd"},
+	{"even", "linear", "merge", "route", "start", NULL, NULL, NULL},
+	{"odd", "linear", "join", "route", "start", NULL, NULL, NULL},
+	{"merge", "linear", "join", "even", "start", NULL, NULL, NULL},
+	{"join", "join", "end", "merge odd", "start", NULL, NULL, NULL},
+	{"end", "end", "", "join", "", NULL, NULL, NULL},
+};
+
 static void
 test_check_switch(void)
 {
@@ -781,14 +792,8 @@ test_check_switch(void)
 	ir = BUILD(switch_in_foreach);
 	set(ir, "steps.1.switch.cases", J("[]"));
 	EXPECT_DIAGS(ir, "/src/t.py:11: error: step 'route': switch has no cases");
-	ir = BUILD(switch_in_foreach);
-	set(ir, "steps.2.next", J("[\"join\"]"));
-	set(ir, "steps.3.next", J("[\"join\"]"));
-	set(ir, "steps.5.in_funcs", J("[\"even\", \"odd\"]"));
-	set(ir, "steps.4.in_funcs", J("[]"));
-	EXPECT_DIAGS(ir, "/src/t.py:14: error: step 'merge': next names 'join', whose in_funcs does not include this "
-		"step\n/src/t.py:15: error: step 'join': the switch branches 'even', 'odd' inside foreach 'start' go "
-		"straight into its join; add a common step after them that goes to 'join'");
+	/* Issue #19: case 'o' goes through 'odd' straight into the foreach's join, as Metaflow runs it. */
+	EXPECT_DIAGS(BUILD(switch_into_foreach_join), "");
 	ir = BUILD(switch_in_foreach);
 	set(ir, "steps.1.next", J("[\"even\", \"join\"]"));
 	set(ir, "steps.1.switch.cases", J("[[\"e\", \"even\"], [\"o\", \"join\"]]"));
@@ -796,9 +801,8 @@ test_check_switch(void)
 	set(ir, "steps.4.in_funcs", J("[\"even\"]"));
 	set(ir, "steps.3.in_funcs", J("[]"));
 	EXPECT_DIAGS(ir, "/src/t.py:13: error: step 'odd': next names 'merge', whose in_funcs does not include this step\n"
-		"/src/t.py:11: error: step 'route': switch case 'o' goes straight into join 'join'; add a step "
-		"between them\n/src/t.py:15: error: step 'join': the switch branches 'merge', 'route' inside foreach "
-		"'start' go straight into its join; add a common step after them that goes to 'join'");
+		"/src/t.py:11: error: step 'route': switch case 'o' goes straight into join 'join': a conditional path "
+		"cannot lead directly to a join step; add an unconditional step on that path before the join");
 }
 
 /* Step.depth */
@@ -1023,6 +1027,70 @@ test_lower_inputs(void)
 	ASSERT_STREQ(joined(p->ops[3].args, p->ops[3].nargs), "b|context");
 }
 
+/*
+ * Joins that switch cases reach separately (issue #19): a foreach join collects the tokens of each case, live or
+ * dead; a level-0 static join with more parents than its split has branches takes them as one fan-in list,
+ * because only the case taken runs; inside a foreach it takes one input per parent, as other joins do.
+ */
+static void
+test_lower_switch_joins(void)
+{
+	static const StepSpec split_switch[] = {
+		{"start", "split", "a other", "", "", "join", NULL, NULL},
+		{"a", "split-switch", "b c", "start", "start", NULL, NULL, "x:b y:c"},
+		{"b", "linear", "join", "a", "start", NULL, NULL, NULL},
+		{"c", "linear", "join", "a", "start", NULL, NULL, NULL},
+		{"other", "linear", "join", "start", "start", NULL, NULL, NULL},
+		{"join", "join", "end", "b c other", "start", NULL, NULL, NULL},
+		{"end", "end", "", "join", "", NULL, NULL, NULL},
+	};
+	static const StepSpec split_switch_in_foreach[] = {
+		{"start", "foreach", "s", "", "", "j2", "xs", NULL},
+		{"s", "split", "a other", "start", "start", "join", NULL, NULL},
+		{"a", "split-switch", "b c", "s", "start s", NULL, NULL, "x:b y:c"},
+		{"b", "linear", "join", "a", "start s", NULL, NULL, NULL},
+		{"c", "linear", "join", "a", "start s", NULL, NULL, NULL},
+		{"other", "linear", "join", "s", "start s", NULL, NULL, NULL},
+		{"join", "join", "j2", "b c other", "start s", NULL, NULL, NULL},
+		{"j2", "join", "end", "join", "start", NULL, NULL, NULL},
+		{"end", "end", "", "j2", "", NULL, NULL, NULL},
+	};
+	static const StepSpec split3[] = {
+		{"start", "split", "a b c", "", "", "join", NULL, NULL},
+		{"a", "linear", "join", "start", "start", NULL, NULL, NULL},
+		{"b", "linear", "join", "start", "start", NULL, NULL, NULL},
+		{"c", "linear", "join", "start", "start", NULL, NULL, NULL},
+		{"join", "join", "end", "a b c", "start", NULL, NULL, NULL},
+		{"end", "end", "", "join", "", NULL, NULL, NULL},
+	};
+	Compile c;
+	Plan *p;
+
+	p = lowered(BUILD(switch_into_foreach_join), &c);
+	ASSERT(p && p->nsegs == 1);
+	if (p) {
+		ASSERT_STREQ(op_order(p), "start route even odd merge join end");
+		ASSERT_STREQ(joined(p->segs[0].outs, p->segs[0].nouts), "merge|odd");
+		ASSERT(p->ops[5].seg == -1 && p->ops[5].foreach_join);
+		ASSERT_STREQ(joined(p->ops[5].inputs, p->ops[5].ninputs), "merge|odd");
+		ASSERT_STREQ(joined(p->ops[5].args, p->ops[5].nargs), "merge.collect()|odd.collect()");
+	}
+	p = lowered(BUILD(split_switch), &c);
+	ASSERT(p != NULL);
+	if (p) {
+		ASSERT_STREQ(joined(p->ops[5].inputs, p->ops[5].ninputs), "cases");
+		ASSERT_STREQ(joined(p->ops[5].args, p->ops[5].nargs), "[b, c, other]");
+	}
+	p = lowered(BUILD(split3), &c);
+	ASSERT(p != NULL);
+	if (p)
+		ASSERT_STREQ(joined(p->ops[4].args, p->ops[4].nargs), "a|b|c");
+	p = lowered(BUILD(split_switch_in_foreach), &c);
+	ASSERT(p && p->nsegs == 1);
+	if (p)
+		ASSERT_STREQ(joined(p->ops[6].args, p->ops[6].nargs), "b|c|other");
+}
+
 static const StepSpec foreach_switch[] = {
 	{"start", "foreach", "a", "", "", "join", "xs", NULL},
 	{"a", "split-switch", "b c", "start", "start", NULL, NULL, "x:b y:c"},
@@ -1121,15 +1189,23 @@ test_lower_placement(void)
 		{"end", "end", "", "join lost", "", NULL, NULL, NULL},
 	};
 	MfdValue *ir = BUILD(twice);
+	Compile c;
+	Plan *p;
 
-	EXPECT_DIAGS(ir, "/src/t.py:11: error: step 'x': 'start' lists this step more than once in next, which would "
-		"order it before its parent 'y'");
+	/* Two cases to 'x', which 'y' reaches too: 'x' waits for 'y' (Metaflow runs this shape). */
+	p = lowered(ir, &c);
+	ASSERT(p != NULL);
+	if (p) {
+		ASSERT_STREQ(op_order(p), "start y x end");
+		ASSERT_STREQ(joined(p->ops[2].inputs, p->ops[2].ninputs), "cases");
+		ASSERT_STREQ(joined(p->ops[2].args, p->ops[2].nargs), "[start__x, y]");
+	}
 	set(ir, "steps.0.next", J("[\"y\", \"x\", \"x\"]"));
 	set(ir, "steps.0.switch.cases", J("[[\"r\", \"y\"], [\"p\", \"x\"], [\"q\", \"x\"]]"));
 	set(ir, "steps.1.in_funcs", J("[\"start\", \"y\"]"));
 	set(ir, "steps.2.in_funcs", J("[\"start\"]"));
-	EXPECT_DIAGS(ir, "/src/t.py:11: error: step 'x': 'start' lists this step more than once in next, which would "
-		"order it before its parent 'y'");
+	p = lowered(ir, &c);
+	ASSERT(p && strcmp(op_order(p), "start y x end") == 0);
 	EXPECT_DIAGS(BUILD(orphan), "/src/t.py:13: error: step 'lost': the step runs inside a foreach (level 1) but has "
 		"no in_funcs");
 }
@@ -1334,6 +1410,7 @@ main(void)
 	RUN(test_lower_order);
 	RUN(test_lower_segments);
 	RUN(test_lower_inputs);
+	RUN(test_lower_switch_joins);
 	RUN(test_lower_names);
 	RUN(test_lower_texts);
 	RUN(test_lower_placement);

@@ -38,7 +38,7 @@ from tests.infra import (  # noqa: F401 (postgres, s3: pytest fixtures)
 )
 
 # Every graph shape of test_shapes.py, compiled into one definitions file (`create --add-flow`, a code package per
-# flow) served by one code server, so the whole set costs one server instead of thirteen.
+# flow) served by one code server, so the whole set costs one server instead of seventeen.
 SHAPES_LOCATION = "shapes"
 TRIGGER = "signed_trigger_flow.py"
 RESUME = "resume_flow.py"

@@ -2,8 +2,12 @@
 
 Each test compiles a fixture flow with `python flow.py dagster create`, executes the job with
 `dagster job execute` on a persistent DAGSTER_HOME, and checks the end step's artifacts through the
-Metaflow client and the run's status and events through the Dagster instance.
+Metaflow client and the run's status and events through the Dagster instance. The differential test runs
+the same flow with `python flow.py run` too and compares the two runs.
 """
+
+import os
+import sys
 
 import pytest
 from dagster import DagsterEventType, DagsterRunStatus
@@ -36,6 +40,11 @@ SHAPES = [
     ("foreach_linear_foreach_flow.py", "ForeachLinearForeachFlow", [11, 21, 31]),
     ("switch_flow.py", "SwitchFlow", ["start", "long1", "long2", "merge", "end"]),
     ("switch_in_foreach_flow.py", "SwitchInForeachFlow", ["o1!", "e2", "o3!", "e4"]),
+    ("switch_into_foreach_join_flow.py", "SwitchIntoForeachJoinFlow", ["a0", "b1", "b2", "a3", "b4"]),
+    ("switch_chain_into_foreach_join_flow.py", "SwitchChainIntoForeachJoinFlow", ["a0+", "b1", "b2", "a3+"]),
+    ("nested_switch_into_foreach_join_flow.py", "NestedSwitchIntoForeachJoinFlow",
+     [["a0.0", "b0.1"], ["b1.0", "b1.1"], ["a2.0", "a2.1"]]),
+    ("switch_in_split_flow.py", "SwitchInSplitFlow", ["b", "other"]),
     ("foreach_in_switch_flow.py", "ForeachInSwitchFlow", [2, 4, 6]),
     ("recursive_switch_flow.py", "RecursiveSwitchFlow", 4),
     ("custom_start_end_flow.py", "CustomStartEndFlow", 42),
@@ -53,6 +62,65 @@ def test_shape_runs_end_to_end(project, fixture, flow_name, expected):
     for step in run:
         for task in step:
             assert not task.id.isdigit(), "task ids must never be integers: %s" % task.pathspec
+
+
+# Shapes whose Dagster run must match `python flow.py run` of the same flow with the same Parameters: switch cases
+# that end separately in a join (issue #19), one step or a chain (or a foreach) per case, at the top level or in an
+# outer foreach, with items taking either case or all the same one.
+DIFFERENTIAL = [
+    ("switch_in_foreach_flow.py", "SwitchInForeachFlow", {}),
+    ("switch_into_foreach_join_flow.py", "SwitchIntoForeachJoinFlow", {}),
+    ("switch_into_foreach_join_flow.py", "SwitchIntoForeachJoinFlow", {"kinds": "bbb"}),
+    ("switch_into_foreach_join_flow.py", "SwitchIntoForeachJoinFlow", {"kinds": "aaaa"}),
+    ("switch_chain_into_foreach_join_flow.py", "SwitchChainIntoForeachJoinFlow", {}),
+    ("switch_chain_into_foreach_join_flow.py", "SwitchChainIntoForeachJoinFlow", {"kinds": "bb"}),
+    ("nested_switch_into_foreach_join_flow.py", "NestedSwitchIntoForeachJoinFlow", {}),
+    ("nested_switch_into_foreach_join_flow.py", "NestedSwitchIntoForeachJoinFlow", {"groups": "b,aaa"}),
+    ("foreach_case_into_foreach_join_flow.py", "ForeachCaseIntoForeachJoinFlow", {}),
+    ("foreach_case_into_foreach_join_flow.py", "ForeachCaseIntoForeachJoinFlow", {"kinds": "xx"}),
+    ("switch_in_split_flow.py", "SwitchInSplitFlow", {"mode": "b"}),
+    ("switch_in_split_flow.py", "SwitchInSplitFlow", {"mode": "c"}),
+]
+
+
+def native_run(project, fixture, flow_name, params):
+    """`python flow.py run --NAME VALUE ...` in the project's directory; returns the Metaflow Run."""
+    from metaflow import Run, namespace
+
+    id_file = os.path.join(project.workdir, "native_run_id")
+    argv = [sys.executable, flow_path(fixture), "run", "--run-id-file", id_file]
+    for name, value in params.items():
+        argv += ["--" + name, value]
+    res = project.run(argv)
+    assert res.returncode == 0, res
+    namespace(None)
+    with open(id_file) as f:
+        return Run("%s/%s" % (flow_name, f.read()))
+
+
+def public_artifacts(task):
+    return {a.id: a.data for a in task if not a.id.startswith("_")}
+
+
+def tasks_per_step(run):
+    return {step.id: len(list(step)) for step in run}
+
+
+@pytest.mark.parametrize(
+    "fixture,flow_name,params", DIFFERENTIAL,
+    ids=["%s%s" % (s[1], "".join("-%s=%s" % kv for kv in s[2].items())) for s in DIFFERENTIAL],
+)
+def test_shape_matches_native_run(project, fixture, flow_name, params):
+    native = native_run(project, fixture, flow_name, params)
+    assert native.successful
+    drun, res = run_flow(project, fixture, flow_name, config={"ops": {"start": {"config": params}}} if params else None)
+    assert drun.status == DagsterRunStatus.SUCCESS, res
+    # The end op ran (a join whose switch cases were skipped must not skip the rest of the job).
+    assert "end" in step_keys(project, drun, DagsterEventType.STEP_SUCCESS)
+    run = metaflow_run(flow_name, drun)
+    assert run.successful and run.finished
+    assert public_artifacts(run.end_task) == public_artifacts(native.end_task)
+    assert tasks_per_step(run) == tasks_per_step(native)
 
 
 def test_parameters_reach_init_and_logs_stream(project):
