@@ -17,7 +17,7 @@ from metaflow import Run, namespace
 from metaflow.exception import MetaflowNotFound
 
 from metaflow_dagster.runtime import RUN_ID_TAG
-from tests.helpers import DagsterDaemon, flow_literal, flow_path, metaflow_run
+from tests.helpers import DagsterDev, flow_literal, flow_path, metaflow_run
 
 PARAMS_FLOW = "OptParamsFlow"
 TYPES = ["str", "int", "float", "bool", "dict", "int", "int", "int", "str"]  # of OptParamsFlow._record's values
@@ -25,7 +25,7 @@ TYPES = ["str", "int", "float", "bool", "dict", "int", "int", "int", "str"]  # o
 
 @pytest.fixture
 def daemon(project):
-    d = DagsterDaemon(project)
+    d = DagsterDev(project)
     yield d
     d.stop()
 

@@ -18,7 +18,7 @@ import pytest
 from dagster import DagsterRunStatus, RunsFilter
 
 from metaflow_dagster import deployments
-from tests.helpers import DagsterDaemon, dagster_dev, flow_path, metaflow_run, wait_for
+from tests.helpers import DagsterDev, dagster_dev, flow_path, metaflow_run, wait_for
 
 A_JOB, B_JOB, C_JOB = "chain_user_tester_ChainAFlow", "chain_user_tester_ChainBFlow", "ChainCFlow"
 CHAIN = ["--add-flow", flow_path("chain_b_flow.py"), "--add-flow", flow_path("chain_c_flow.py")]
@@ -89,7 +89,7 @@ def test_extract_transform_load_in_one_file_runs_as_one_code_location(project):
 
 @pytest.fixture
 def daemon(project):
-    d = DagsterDaemon(project)
+    d = DagsterDev(project)
     yield d
     d.stop()
 
@@ -101,7 +101,7 @@ def _cli(project, fixture, *args):
 def test_deployed_file_of_several_flows_is_one_location_and_triggers_each_job(project, daemon):
     defs, res = project.create(flow_path("chain_a_flow.py"), out="etl.py",
                                args=["--add-flow", flow_path("linear_flow.py")])
-    assert "as one code location %s" % A_JOB in res.stderr
+    assert "(one deployment, %s)" % A_JOB in res.stderr
     ws = deployments.Workspace(project.home)
     assert ws.deployments() == {A_JOB: defs}
     assert ws.locate("LinearFlow") == (A_JOB, defs)
@@ -109,7 +109,7 @@ def test_deployed_file_of_several_flows_is_one_location_and_triggers_each_job(pr
     assert listed.returncode == 0, listed
     assert listed.stdout.splitlines() == ["%s ChainAFlow %s" % (A_JOB, defs), "LinearFlow LinearFlow %s" % defs]
 
-    # The second flow's job is triggered by name from its own flow file, and runs in the shared location.
+    # The second flow's job is triggered by name from its own flow file, and runs in the file's repository.
     daemon.start()
     id_file = os.path.join(project.workdir, "run_id")
     res = _cli(project, "linear_flow.py", "trigger", "--greeting", "multi", "--wait", "--run-id-file", id_file)
@@ -121,16 +121,17 @@ def test_deployed_file_of_several_flows_is_one_location_and_triggers_each_job(pr
     assert run.successful and run.data.result == "multi:4:0.5"
     with deployments.instance(project.home) as inst:
         drun = deployments.find_run(inst, "LinearFlow", run.id)
-    assert drun.remote_job_origin.location_name == A_JOB
+    assert drun.remote_job_origin.location_name == "metaflow"
+    assert drun.remote_job_origin.repository_origin.repository_name == A_JOB
     # The first flow's parameters reach its start op, whose name carries the job's prefix.
     res = _cli(project, "chain_a_flow.py", "trigger", "--seed", "7", "--wait", "--run-id-file", id_file)
     assert res.returncode == 0, "%s\n%s" % (res, daemon.log_tail())
     assert Run("ChainAFlow/%s" % open(id_file).read())["start"].task.data.rows == [70, 71, 72]
 
-    # A job lives in one code location: deploying LinearFlow again on its own is refused until it is deleted.
+    # A job lives in one deployment: deploying LinearFlow again on its own is refused until it is deleted.
     res = _cli(project, "linear_flow.py", "create")
     assert res.returncode != 0
-    assert "job LinearFlow is already deployed as part of code location %s" % A_JOB in res.stderr
+    assert "job LinearFlow is already deployed as part of deployment %s" % A_JOB in res.stderr
     res = _cli(project, "linear_flow.py", "delete")
     assert res.returncode == 0, res
     assert "The jobs %s of the same file went with it" % A_JOB in res.stderr

@@ -18,7 +18,7 @@ FLOW = {
     ],
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/src/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "METAFLOW_*"]},
-    "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False},
+    "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": None,
     "finish_triggers": None,
     "steps": {
@@ -111,7 +111,7 @@ def op_end(context, join):
     return mf.run(context, "end", [join])
 
 
-@job(name="SwitchChainIntoForeachJoinFlow", description="Metaflow flow SwitchChainIntoForeachJoinFlow", executor_def=mf.executor())
+@job(name="SwitchChainIntoForeachJoinFlow", description="Metaflow flow SwitchChainIntoForeachJoinFlow", tags=mf.job_tags(), executor_def=mf.executor())
 def SwitchChainIntoForeachJoinFlow():
     start = op_start()
 
