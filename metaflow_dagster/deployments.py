@@ -650,26 +650,31 @@ def instance(home):
         yield inst
 
 
-def metaflow_run_id(dagster_run):
-    """The Metaflow run id of a Dagster run, as the runtime derives it."""
+def metaflow_run_id(dagster_run, inst=None):
+    """The Metaflow run id of a Dagster run, as the runtime derives it (given ``inst``, a re-execution without
+    its root's tags reads them, as the runtime does)."""
     from metaflow_dagster.runtime import metaflow_run_id as derive
 
-    return derive(dagster_run.run_id, dagster_run.tags)
+    root = dagster_run.root_run_id
+    if inst is not None and root and RUN_ID_TAG not in dagster_run.tags:
+        record = inst.get_run_by_id(root)
+        return derive(root, record.tags if record is not None else None)
+    return derive(dagster_run.run_id, dagster_run.tags, root)
 
 
 def find_run(inst, job_name, run_id):
-    """The latest Dagster run of job ``job_name`` whose Metaflow run id is ``run_id`` (re-executions continue
-    their group's Metaflow run, so the latest says how it ended), or None."""
+    """The latest Dagster run of job ``job_name`` whose Metaflow run id is ``run_id``, or None. Re-executions
+    (the UI's) continue their group's Metaflow run, so the latest run of that group says how it ended."""
     from dagster import RunsFilter
 
-    runs = inst.get_runs(filters=RunsFilter(job_name=job_name, tags={RUN_ID_TAG: run_id}), limit=1)
-    if runs:
-        return runs[0]
-    if run_id.startswith("dagster-"):
-        for run in inst.get_runs(filters=RunsFilter(job_name=job_name)):
-            if metaflow_run_id(run) == run_id:
-                return run
-    return None
+    found = inst.get_runs(filters=RunsFilter(job_name=job_name, tags={RUN_ID_TAG: run_id}), limit=1)
+    if not found and run_id.startswith("dagster-"):
+        found = [r for r in inst.get_runs(filters=RunsFilter(job_name=job_name)) if metaflow_run_id(r, inst) == run_id]
+    if not found:
+        return None
+    group = inst.get_run_group(found[0].run_id)
+    runs = [r for r in (group[1] if group else [found[0]]) if r.job_name == job_name]
+    return max(runs, key=lambda r: inst.get_run_record_by_id(r.run_id).create_timestamp)
 
 
 def get_run(inst, flow, run_id):

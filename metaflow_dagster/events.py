@@ -7,8 +7,9 @@ SQLite on one machine, Postgres across many, whatever the Dagster instance uses.
 
 ``DagsterEvent`` has the surface of Metaflow's ``ArgoEvent``. Without a ``url`` it writes to the instance
 in ``DAGSTER_HOME``; with one it posts to the webserver's ``/report_asset_materialization`` endpoint.
-``python -m metaflow_dagster.events publish NAME --payload JSON [--url URL]`` (also ``metaflow-dagster
-event publish``) is the command-line form.
+``python -m metaflow_dagster.events publish NAME --payload JSON | --payload-file FILE [--url URL]`` (also
+``metaflow-dagster event publish``) is the command-line form. Every form refuses, before anything is
+written, a payload that is not JSON or is larger than ``MAX_PAYLOAD_BYTES``.
 
 Behind an authenticating reverse proxy, ``access_token`` (sent as ``Authorization: Bearer``, as ArgoEvent
 does) or ``headers`` authenticate the POST. For ``@trigger(options={"secret_env": NAME})`` the publisher
@@ -31,6 +32,7 @@ from datetime import datetime, timezone
 EVENT_ASSET_PREFIX = "metaflow_event"
 VALID_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 DEPLOYED_ENV = "METAFLOW_DAGSTER_DEPLOYED"
+MAX_PAYLOAD_BYTES = 256 * 1024  # as the sensors read it (runtime.MAX_PAYLOAD_BYTES): larger events are skipped
 
 
 class DagsterEventException(Exception):
@@ -93,7 +95,11 @@ class DagsterEvent:
         return self.publish(payload=payload, force=False, ignore_errors=ignore_errors)
 
     def publish(self, payload=None, force=True, ignore_errors=True):
-        """Publish the event and return its id (None when not published or when an error was ignored)."""
+        """Publish the event and return its id (None when not published or when an error was ignored).
+
+        ``ignore_errors`` is about delivery (an unreachable webserver or instance), as for ArgoEvent; a payload
+        that no sensor could read (not JSON, larger than MAX_PAYLOAD_BYTES) raises DagsterEventException.
+        """
         if not force and os.environ.get(DEPLOYED_ENV) != "1":
             print("Dagster event (%s) was not published: not running on Dagster." % self._name, file=sys.stderr)
             return None
@@ -102,6 +108,7 @@ class DagsterEvent:
             from metaflow_dagster.runtime import SIGNATURE_FIELD, event_signature
 
             event[SIGNATURE_FIELD] = event_signature(event, self._secret)
+        check_payload(self._name, event)  # bad input is an error whatever ignore_errors says
         try:
             if self._url:
                 self._post(event)
@@ -142,6 +149,47 @@ class DagsterEvent:
             raise DagsterEventException("%s answered %d: %s" % (url, e.code, body[:300].strip())) from None
 
 
+def check_payload(name, fields):
+    """Raise DagsterEventException when event ``name``'s ``fields`` are not a JSON object of at most
+    MAX_PAYLOAD_BYTES (the sensors skip such events; here the publisher hears why)."""
+    for key, value in fields.items():
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise DagsterEventException(
+                "event %s: payload field %r is not JSON (%s: %s); give strings, numbers, booleans, null, lists or "
+                "objects of them" % (name, key, type(value).__name__, e)) from None
+    size = len(json.dumps(fields).encode("utf-8"))
+    if size > MAX_PAYLOAD_BYTES:
+        raise DagsterEventException("event %s: payload of %d bytes is larger than the %d bytes an event may carry "
+                                    "(MAX_PAYLOAD_BYTES)" % (name, size, MAX_PAYLOAD_BYTES))
+
+
+def _read_payload(parser, args):
+    """The payload object of the command line: --payload JSON, or --payload-file F ('-': standard input)."""
+    if args.payload is not None and args.payload_file is not None:
+        parser.error("event %s: give --payload or --payload-file, not both" % args.name)
+    text = args.payload if args.payload is not None else "{}"
+    where = "--payload"
+    if args.payload_file is not None:
+        where = "--payload-file %s" % args.payload_file
+        try:
+            if args.payload_file == "-":
+                text = sys.stdin.read()
+            else:
+                with open(args.payload_file, encoding="utf-8") as f:
+                    text = f.read()
+        except OSError as e:
+            parser.error("event %s: cannot read %s: %s" % (args.name, where, e.strerror or e))
+    try:
+        payload = json.loads(text)
+    except ValueError as e:
+        parser.error("event %s: %s is not valid JSON: %s" % (args.name, where, e))
+    if not isinstance(payload, dict):
+        parser.error("event %s: %s must be a JSON object, got %s" % (args.name, where, type(payload).__name__))
+    return payload
+
+
 def _from_env(parser, event, option, name):
     """The value of the environment variable ``name`` that ``option`` names (never a secret on the command line)."""
     if name is None:
@@ -153,7 +201,8 @@ def _from_env(parser, event, option, name):
 
 
 def main(argv=None):
-    """``publish NAME --payload JSON [--url URL] [auth]``: exit 0 on success, 2 on bad input, 1 when publishing fails.
+    """``publish NAME --payload JSON | --payload-file F [--url URL] [auth]``: exit 0 on success, 2 on bad input
+    (also a payload too large or not JSON), 1 when publishing fails.
 
     Credentials come from environment variables named on the command line, so they never show in ``ps``.
     """
@@ -161,24 +210,25 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     pub = sub.add_parser("publish", help="publish event NAME")
     pub.add_argument("name")
-    pub.add_argument("--payload", default="{}", help="JSON object of payload fields")
+    pub.add_argument("--payload", default=None, help="JSON object of payload fields")
+    pub.add_argument("--payload-file", default=None, metavar="FILE",
+                     help="read the JSON object of payload fields from FILE ('-': standard input)")
     pub.add_argument("--url", default=None, help="Dagster webserver URL (default: the instance in DAGSTER_HOME)")
     pub.add_argument("--secret-env", metavar="VAR", help="sign the event with the key in $VAR (@trigger secret_env)")
     pub.add_argument("--access-token-env", metavar="VAR", help="send 'Authorization: Bearer $VAR' to --url")
     pub.add_argument("--basic-auth-env", metavar="VAR", help="send $VAR ('user:password') as basic auth to --url")
     args = parser.parse_args(argv)
-    try:
-        payload = json.loads(args.payload)
-    except ValueError as e:
-        parser.error("event %s: --payload is not valid JSON: %s" % (args.name, e))
-    if not isinstance(payload, dict):
-        parser.error("event %s: --payload must be a JSON object, got %s" % (args.name, type(payload).__name__))
+    payload = _read_payload(parser, args)
     secret = _from_env(parser, args.name, "--secret-env", args.secret_env)
     token = _from_env(parser, args.name, "--access-token-env", args.access_token_env)
     basic = _from_env(parser, args.name, "--basic-auth-env", args.basic_auth_env)
     if (token or basic) and not args.url:
         parser.error("event %s: --access-token-env and --basic-auth-env go with --url" % args.name)
     headers = {"Authorization": "Basic " + base64.b64encode(basic.encode("utf-8")).decode("ascii")} if basic else None
+    try:
+        check_payload(args.name, envelope(args.name, payload))
+    except DagsterEventException as e:
+        parser.error(str(e))
     try:
         event = DagsterEvent(args.name, url=args.url, payload=payload, access_token=token, headers=headers,
                              secret=secret)

@@ -95,17 +95,18 @@ def task_id_for(idx, iteration=0):
     return tid if not iteration else "%s-r%d" % (tid, iteration)
 
 
-def metaflow_run_id(dagster_run_id, tags=None):
+def metaflow_run_id(dagster_run_id, tags=None, root_run_id=None):
     """The Metaflow run id of a Dagster run: its ``metaflow/run_id`` tag, else derived from the Dagster run id
     (``dagster-`` + 20 hex digits, never an integer).
 
-    A re-execution (the UI's "Re-execute": ``dagster/root_run_id`` among its tags) continues the Metaflow run
-    of its run group, so its id derives from the root run's id. (A root run with a ``metaflow/run_id`` tag
-    passes it on: Dagster copies a parent's tags to its re-executions; FlowRuntime.run_id reads the root's
-    tags when a re-execution was launched without them.)
+    A re-execution (the UI's "Re-execute": a run with a ``root_run_id``) continues the Metaflow run of its run
+    group, so its id derives from the root run's id. (A root run with a ``metaflow/run_id`` tag passes it on:
+    Dagster copies a parent's tags to its re-executions; FlowRuntime.run_id reads the root's tags when a
+    re-execution was launched without them.)
     """
     tags = tags or {}
-    return tags.get(RUN_ID_TAG) or "dagster-" + (tags.get(ROOT_RUN_ID_TAG) or dagster_run_id).replace("-", "")[:20]
+    root = root_run_id or tags.get(ROOT_RUN_ID_TAG)
+    return tags.get(RUN_ID_TAG) or "dagster-" + (root or dagster_run_id).replace("-", "")[:20]
 
 
 def mapping_key(idx):
@@ -1409,7 +1410,7 @@ class FlowRuntime:
         """The Metaflow run id of this Dagster run: the ``metaflow/run_id`` tag, else derived from the run id;
         for a re-execution, the Metaflow run of its root run (see metaflow_run_id)."""
         tags = context.run.tags
-        root = tags.get(ROOT_RUN_ID_TAG)
+        root = context.run.root_run_id or tags.get(ROOT_RUN_ID_TAG)
         if tags.get(RUN_ID_TAG) or not root:
             return metaflow_run_id(context.run_id, tags)
         if root not in self._root_run_ids:  # a re-execution launched without its root's tags: read them
@@ -1858,7 +1859,7 @@ class FlowRuntime:
         The task's attempts so far are read from Metaflow's datastore (only for re-executions).
         """
         retry = context.retry_number
-        if not context.run.tags.get(ROOT_RUN_ID_TAG):
+        if not (context.run.root_run_id or context.run.tags.get(ROOT_RUN_ID_TAG)):
             return retry, user_retries
         from metaflow.metaflow_config import MAX_ATTEMPTS
 
@@ -2003,7 +2004,11 @@ _TICK_BUDGET_SECONDS = 1.0   # ... or for this long; the next tick goes on from 
 
 
 class BadEvent(Exception):
-    """An event that cannot start a run; the sensor skips it and logs this reason."""
+    """An event that cannot start a run; the sensor skips it and logs this reason (``event_id``: its id)."""
+
+    def __init__(self, reason, event_id=None):
+        super().__init__(reason)
+        self.event_id = event_id
 
 
 def event_asset_key(name):
@@ -2065,12 +2070,14 @@ def read_event(record):
     """
     mat = record.asset_materialization
     payload = {k: v.value for k, v in (mat.metadata or {}).items()}
-    size = len(json.dumps(payload, default=str))
+    event_id = str(payload.get("id") or "dagster-event-%d" % record.storage_id)
+    size = len(json.dumps(payload, default=str).encode("utf-8"))
     if size > MAX_PAYLOAD_BYTES:
-        raise BadEvent("payload of %d bytes is larger than the %d allowed" % (size, MAX_PAYLOAD_BYTES))
+        raise BadEvent("payload of %d bytes is larger than the %d bytes an event may carry" % (size, MAX_PAYLOAD_BYTES),
+                       event_id)
     return {
         "name": mat.asset_key.path[-1],
-        "id": str(payload.get("id") or "dagster-event-%d" % record.storage_id),
+        "id": event_id,
         "timestamp": int(payload.get("timestamp") or record.timestamp),
         "payload": payload,
         "storage_id": record.storage_id,
@@ -2213,8 +2220,8 @@ class EventSensorLogic:
                     try:
                         event = read_event(record)
                     except BadEvent as e:
-                        log.warning("skipping event %s at storage id %d: %s" % (name, record.storage_id, e))
-                        skipped.append((name, None, str(e)))
+                        log.warning("skipping event %s (id %s): %s" % (name, e.event_id, e))
+                        skipped.append((name, e.event_id, str(e)))
                         continue
                     unsigned = self._unsigned(event, secret)
                     if unsigned:
