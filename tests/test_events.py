@@ -78,6 +78,7 @@ def test_single_event_default_mapping_and_bad_events_are_skipped(caplog):
         assert "not a valid float" in reasons and "required parameter 'who'" in reasons
         assert "larger than" in reasons and "not a valid json" in reasons
         assert len(skipped) == 4 and all(reason for _, _, reason in skipped)
+        assert all(event_id for _, event_id, _ in skipped), "a skipped event always records its id"
         # The cursor is the storage id: nothing is read twice.
         again, _, _ = logic.tick(instance, cursor, 0, LOG)
         assert again == []
@@ -147,6 +148,37 @@ def test_publish_cli_writes_to_the_instance_and_rejects_bad_input(tmp_path):
         meta = records[0].asset_materialization.metadata
         assert meta["id"].value == event_id and meta["who"].value == "cli"
         assert meta["generated-by-metaflow"].value is True and len(meta["utc_date"].value) == 8
+
+
+def test_every_publisher_refuses_a_payload_that_no_sensor_could_read(tmp_path, monkeypatch):
+    """Python publish() and the CLI refuse, before writing anything, a payload over 256 KiB (naming the
+    limit) or one that is not JSON (naming the field); the CLI reads a large payload from a file or stdin."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    with pytest.raises(DagsterEventException, match="event big: payload of 10487[0-9]* bytes is larger than the "
+                                                    "262144 bytes an event may carry"):
+        DagsterEvent("big", payload={"pad": "x" * (1 << 20)}).publish()  # ignore_errors concerns delivery only
+    with pytest.raises(DagsterEventException, match="event odd: payload field 'when' is not JSON \\(object"):
+        DagsterEvent("odd", payload={"when": object()}).publish()
+    env = dict(os.environ, DAGSTER_HOME=str(tmp_path))
+    cli = [sys.executable, "-m", "metaflow_dagster.events", "publish"]
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps({"pad": "x" * (1 << 20)}))
+    res = subprocess.run(cli + ["big", "--payload-file", str(big)], env=env, capture_output=True, text=True)
+    assert res.returncode == 2 and "262144 bytes" in res.stderr, res.stderr
+    small = json.dumps({"who": "stdin", "pad": "y" * 100000})  # too long for a comfortable argv, fine on stdin
+    res = subprocess.run(cli + ["piped", "--payload-file", "-"], input=small, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    res = subprocess.run(cli + ["both", "--payload", "{}", "--payload-file", "-"], input="{}", env=env,
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "not both" in res.stderr
+    from dagster import DagsterInstance
+
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert instance.fetch_materializations(event_asset_key("big"), limit=1).records == []
+        assert instance.fetch_materializations(event_asset_key("odd"), limit=1).records == []
+        (record,) = instance.fetch_materializations(event_asset_key("piped"), limit=2).records
+        assert record.asset_materialization.metadata["who"].value == "stdin"
 
 
 def test_safe_publish_does_nothing_outside_a_deployed_run(monkeypatch, tmp_path):
