@@ -445,15 +445,23 @@ def find_webserver(home, environ=None):
 
     ``$METAFLOW_DAGSTER_WEBSERVER_URL`` when set (a webserver elsewhere, or behind a proxy); else a
     dagster-webserver process of this machine whose DAGSTER_HOME is ``home`` (``dagster dev`` starts one), on
-    whatever port it listens; else the default address if a webserver answers there.
+    whatever port it listens; else the default address if the webserver there serves ``home``'s location.
     """
     env = os.environ if environ is None else environ
     if env.get(WEBSERVER_URL_ENV):
         url = env[WEBSERVER_URL_ENV].rstrip("/")
         return url if _answers(url) else None
-    for url in _webserver_processes(home) + [DEFAULT_WEBSERVER_URL]:
+    for url in _webserver_processes(home):
         if _answers(url):
             return url
+    # Not seen as a process of this machine (another user's, a container's): the default address, only if
+    # the webserver there serves this home's deployments (it may be another instance's).
+    if _answers(DEFAULT_WEBSERVER_URL):
+        try:
+            if served(DEFAULT_WEBSERVER_URL, home).location is not None:
+                return DEFAULT_WEBSERVER_URL
+        except DeploymentException:
+            pass
     return None
 
 
