@@ -64,6 +64,7 @@ ROOT_RUN_ID_TAG = "dagster/root_run_id"  # set by Dagster on every re-execution 
 DEPLOYMENT_TAG = "metaflow/deployment"  # job tag: the sha256 of the definitions file that defines the job
 JOB_FLOW_TAG = "metaflow/flow"
 TRIGGER_ENV = "METAFLOW_DAGSTER_TRIGGERS"
+PARAMETERS_ENV = "METAFLOW_DAGSTER_RUN_PARAMETERS"  # a re-run task of a resume: its run's _parameters task
 ORIGIN_RUN_TAG = "metaflow/origin_run_id"
 RESUME_STEP_TAG = "metaflow/resume_step"
 PARAMS_TASK_ID = "params"
@@ -179,8 +180,45 @@ def _task_info(flow, pathspec, keys=()):
     return {"names": sorted(k for k, _ in ds.items() if not k.startswith("_")), "values": {k: ds[k] for k in keys}}
 
 
+def _take_run_parameters(pathspec):
+    """Make the Metaflow task this process runs read its Parameters from task ``pathspec`` (``run/_parameters/
+    params``, its own run's Parameters), instead of from its first input task.
+
+    Metaflow gives a task the Parameter values of its first input (``MetaflowTask._init_parameters``: the
+    start task takes them from ``_parameters``, every later task from its parent) and passes them on with the
+    other artifacts. In a resume run given new Parameter values the parent may be a clone of an origin task,
+    which keeps the origin's values, so a task that runs again would see the old ones. Here the first input's
+    Parameter artifacts are pointed (in this process's view of it only: the input is read-only and nothing
+    of it is written) at those of ``pathspec``, before Metaflow reads them: the step sees the run's values
+    and the task records them as its own artifacts, as a task of a fresh run does. Config values are left
+    alone (they are the deployment's, the same in every run). Raises RuntimeError, failing the task, if this
+    Metaflow has no such hook.
+    """
+    from metaflow.task import MetaflowTask
+
+    original = getattr(MetaflowTask, "_init_parameters", None)
+    if original is None:
+        raise RuntimeError(
+            "this Metaflow has no MetaflowTask._init_parameters, so a task of a resumed run cannot be given the "
+            "run's Parameters (%s)" % pathspec
+        )
+
+    def _init_parameters(self, parameter_ds, passdown=True):
+        run_id, step, task_id = pathspec.split("/")
+        given = self.flow_datastore.get_task_datastore(run_id, step, task_id, mode="r")
+        for var, param in self.flow._get_parameters():
+            if not param.IS_CONFIG_PARAMETER and var in given:
+                # What TaskDataStore.passdown_partial copies: the artifact's content key and its info.
+                parameter_ds._objects[var] = given._objects[var]
+                parameter_ds._info[var] = given._info[var]
+        return original(self, parameter_ds, passdown)
+
+    MetaflowTask._init_parameters = _init_parameters
+
+
 def _exec_as_main(path):
-    """Execute the file at ``path`` as the real ``__main__`` module, as ``python path`` does.
+    """Execute the file at ``path`` as the real ``__main__`` module, as ``python path`` does, after setting up
+    what the task's environment asks for (``current.trigger``, the run's Parameters in a resume).
 
     Not ``runpy.run_path``: that swaps in a temporary ``__main__``, and Metaflow pickles classes it
     registers on the real one (``ForeachFrame``), which must stay resolvable.
@@ -199,7 +237,30 @@ def _exec_as_main(path):
         from metaflow.events import Trigger
 
         current._update_env({"trigger": Trigger(json.loads(triggers))})
+    if os.environ.get(PARAMETERS_ENV):
+        _take_run_parameters(os.environ[PARAMETERS_ENV])
     exec(code, namespace)
+
+
+def _boot_argv(argv):
+    """``argv`` (``[python, flow file, args...]``) as a new interpreter runs it when the task needs
+    _exec_as_main's set-up: ``python -c BOOT flow file args...``, where BOOT is the source of _exec_as_main
+    and _take_run_parameters (this module is not importable where tasks run: it lives in the definitions
+    file) run in a namespace of their own, so the flow file still runs as the real ``__main__``, with
+    ``sys.argv`` and ``sys.path[0]`` as ``python flow file`` gives them."""
+    import inspect
+
+    source = "\n".join([
+        "import json, os, sys",
+        "TRIGGER_ENV, PARAMETERS_ENV = %r, %r" % (TRIGGER_ENV, PARAMETERS_ENV),
+        inspect.getsource(_take_run_parameters),
+        inspect.getsource(_exec_as_main),
+        "sys.argv = sys.argv[1:]",
+        "sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[0]))",
+        "_exec_as_main(sys.argv[0])",
+    ])
+    boot = "exec(compile(%r, '<metaflow-dagster task>', 'exec'), {'__name__': 'metaflow_dagster_task'})" % source
+    return [argv[0], "-c", boot] + list(argv[1:])
 
 
 def _task_child(argv, env, cwd, out_w, err_w, report=None):  # pragma: no cover - runs in a forked child
@@ -1594,6 +1655,8 @@ class FlowRuntime:
                 pass
         if fork and launcher is None:
             return _ForkedTask(argv[1:], env, cwd)
+        if env.get(PARAMETERS_ENV):
+            argv = _boot_argv(argv)
         return subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True)
 
@@ -1817,7 +1880,12 @@ class FlowRuntime:
         )
         context.log.info("running %s" % what)
         triggers = self._triggers(context)
-        env = self._env(step, {TRIGGER_ENV: json.dumps(triggers)} if triggers else None)
+        extra = {TRIGGER_ENV: json.dumps(triggers)} if triggers else {}
+        if not origin and context.run.tags.get(ORIGIN_RUN_TAG) and step != self.flow["start_step"]:
+            # A task of a resume that runs again sees the resumed run's Parameters, not its parent's (a
+            # clone keeps the origin's): _take_run_parameters.
+            extra[PARAMETERS_ENV] = "%s/_parameters/%s" % (run_id, PARAMS_TASK_ID)
+        env = self._env(step, extra)
         report = {"pathspec": pathspec, "keys": list(keys), "attempt": attempt}
         logs = None if origin else {"pathspec": pathspec, "attempt": attempt}  # clones keep their origin's
         warm = None

@@ -6,6 +6,7 @@ Dagster instance.
 import os
 import sys
 
+import pytest
 from dagster import DagsterEventType, DagsterRunStatus
 
 from tests.helpers import flow_literal, flow_path, metaflow_run
@@ -58,6 +59,22 @@ def test_parameter_named_like_a_trigger_option_is_refused(project):
     _, res = project.create(flow_path("opt_wait_param_flow.py"), check=False)
     assert res.returncode != 0
     assert "Parameter wait of flow WaitParamFlow has the name of the `dagster trigger` option --wait" in res.stderr
+    assert not os.path.exists(out)
+
+
+@pytest.mark.parametrize("fixture, message", [
+    ("opt_origin_param_flow.py",
+     "Parameter origin_run_id of flow OriginParamFlow has the name of the `dagster resume` option --origin-run-id"),
+    ("opt_step_param_flow.py",
+     "Parameter step-to-rerun of flow StepParamFlow has the name of the `dagster resume` argument STEP_TO_RERUN"),
+])
+def test_parameter_named_like_a_resume_option_is_refused(project, fixture, message):
+    """Click passes options and arguments by keyword (`-` read as `_`), so `origin_run_id` collides with
+    --origin-run-id and `step-to-rerun` with the STEP_TO_RERUN argument."""
+    out = os.path.join(project.workdir, "defs.py")
+    _, res = project.create(flow_path(fixture), check=False)
+    assert res.returncode != 0
+    assert message in res.stderr, res
     assert not os.path.exists(out)
 
 

@@ -127,12 +127,14 @@ def create(obj, file, tags, namespace, max_workers, workflow_timeout, max_num_sp
             "client call in a step fails). Give a namespace, such as user:NAME or a tag, or call "
             "namespace(None) in the step"
         )
-    taken = sorted({p.name for _, p in obj.flow._get_parameters()} & _RUN_OPTION_NAMES)
-    if taken:
-        raise DagsterException(
-            "Parameter *%s* of flow *%s* has the name of the `dagster trigger` option --%s, so `trigger` could not "
-            "tell them apart: rename the Parameter" % (taken[0], obj.flow.name, taken[0])
-        )
+    for _, param in obj.flow._get_parameters():
+        command, option = _run_option_named(param.name)
+        if command:
+            raise DagsterException(
+                "Parameter *%s* of flow *%s* has the name of the `dagster %s` %s, so `%s` could not tell "
+                "them apart: rename the Parameter" % (param.name, obj.flow.name, command, option,
+                                                      "trigger` and `resume" if command == "trigger" else command)
+            )
     if max_workers < 1:
         raise DagsterException("--max-workers must be at least 1 (got %d)" % max_workers)
     if workflow_timeout < 0:
@@ -391,13 +393,57 @@ _RUN_OPTIONS = [
 ]
 
 
-# Parameters become options of `trigger` and `resume` beside these, so a Parameter may not take their names.
-_RUN_OPTION_NAMES = {"wait", "run-id-file", "deployer-attribute-file", "origin-run-id"}
+# Parameters become options of `trigger` and `resume` beside their own options and arguments, and click passes
+# each by its keyword argument (`-` read as `_`), so a Parameter may not take their names. The run options are
+# options of both commands; `resume` adds --origin-run-id and its STEP_TO_RERUN argument.
+_RUN_OPTION_NAMES = [
+    ("trigger", "option --wait"), ("trigger", "option --run-id-file"),
+    ("trigger", "option --deployer-attribute-file"),
+    ("resume", "option --origin-run-id"), ("resume", "argument STEP_TO_RERUN"),
+]
+
+
+def _run_option_named(name):
+    """(command, "option --x" or "argument X") of the `trigger` or `resume` option or argument that a Parameter
+    called ``name`` would collide with, else (None, None)."""
+    key = name.replace("-", "_").lower()
+    for command, option in _RUN_OPTION_NAMES:
+        if option.split()[-1].lstrip("-").replace("-", "_").lower() == key:
+            return command, option
+    return None, None
 
 
 def _run_options(cmd):
     for option in reversed(_RUN_OPTIONS):
         cmd = option(cmd)
+    return cmd
+
+
+def _given_parameters(obj, kwargs):
+    """Parameter name -> value of the flow's Parameters given on the command line (click's ``kwargs``), as the
+    start op's config takes them: a deploy-time value (IncludeFile) is evaluated here, as `trigger` does."""
+    values = {}
+    for _, param in obj.flow._get_parameters():
+        if param.IS_CONFIG_PARAMETER:
+            continue
+        value = kwargs.get(param.name.replace("-", "_").lower())
+        if isinstance(value, parameters.DelayedEvaluationParameter):
+            value = value(return_str=True)
+        if value is not None:
+            values[param.name] = value
+    return values
+
+
+def _optional_parameters(cmd):
+    """The flow's Parameters as options of ``cmd`` (Metaflow's add_custom_parameters, types and validation as
+    for `trigger`), none required and none with a default: an option not given is None, so `resume` tells a
+    Parameter the caller left out (it keeps the origin run's value) from one given its default value."""
+    cmd = parameters.add_custom_parameters(deploy_mode=False)(cmd)
+    for param in cmd.params:
+        if param not in cmd.original_params:
+            param.required = False
+            param.default = None
+            param.show_default = False
     return cmd
 
 
@@ -408,24 +454,20 @@ def _run_options(cmd):
 def trigger(obj, wait=False, run_id_file=None, deployer_attribute_file=None, **kwargs):
     d = _deployment(obj, "trigger")
     opts = {"wait": wait, "run_id_file": run_id_file, "deployer_attribute_file": deployer_attribute_file}
-    values = {}
-    for _, param in obj.flow._get_parameters():
-        if param.IS_CONFIG_PARAMETER:
-            continue
-        value = kwargs.get(param.name.replace("-", "_").lower())
-        if isinstance(value, parameters.DelayedEvaluationParameter):
-            value = value(return_str=True)
-        if value is not None:
-            values[param.name] = value
-    _submit(obj, d, values, {}, opts, "Triggered")
+    _submit(obj, d, _given_parameters(obj, kwargs), {}, opts, "Triggered")
 
 
-@dagster.command(help="Resume a run of the deployed flow: reuse its finished tasks, run the rest again.")
+@_optional_parameters
+@dagster.command(
+    help="Resume a run of the deployed flow: reuse its finished tasks, run the rest again. Parameters given "
+    "apply to the resumed run (the tasks that run again see them); the others keep the origin run's values."
+)
 @click.argument("step-to-rerun", required=False)
 @click.option("--origin-run-id", required=True, help="The Metaflow run id of the run to resume.")
 @_run_options
 @click.pass_obj
-def resume(obj, step_to_rerun=None, origin_run_id=None, wait=False, run_id_file=None, deployer_attribute_file=None):
+def resume(obj, step_to_rerun=None, origin_run_id=None, wait=False, run_id_file=None, deployer_attribute_file=None,
+           **kwargs):
     d = _deployment(obj, "resume")
     opts = {"wait": wait, "run_id_file": run_id_file, "deployer_attribute_file": deployer_attribute_file}
     name = d.flow["name"]
@@ -434,7 +476,7 @@ def resume(obj, step_to_rerun=None, origin_run_id=None, wait=False, run_id_file=
             "cannot resume *%s/%s* from *%s*: flow *%s* has no such step (steps: %s)"
             % (name, origin_run_id, step_to_rerun, name, ", ".join(d.flow["steps"]))
         )
-    values = dep.origin_parameters(d.flow, origin_run_id)
+    values = dict(dep.origin_parameters(d.flow, origin_run_id), **_given_parameters(obj, kwargs))
     tags = {dep.ORIGIN_RUN_TAG: origin_run_id}
     if step_to_rerun:
         tags[dep.RESUME_STEP_TAG] = step_to_rerun

@@ -47,12 +47,31 @@ def stand_in_flow(flow):
     return "\n".join(lines)
 
 
+def _parameters_optional_for_resume():
+    """Let the Deployer build a `resume` command without the flow's required Parameters.
+
+    Metaflow's click API gives a command that takes the flow's Parameters (`resume`, like `trigger`) one click
+    option per Parameter, made from its declaration, and refuses a call that leaves out a required one. A
+    resume keeps the origin run's value of every Parameter not given (the CLI's options are never required,
+    dagster_cli._optional_parameters), so those options are made optional here. They are the ones the click
+    API added to the `resume` command's params when it built the group (its own options are
+    ``original_params``), and it reads ``required`` when a command is built.
+    """
+    from .dagster_cli import resume
+
+    for param in resume.params:
+        if param not in getattr(resume, "original_params", resume.params):
+            param.required = False
+
+
 def _run_command(deployer, method, attributes, **kwargs):
     """Run `python FLOW [top-level] dagster [--name] METHOD kwargs`; returns (exit code, attribute file text)."""
     with temporary_fifo() as (path, fd):
         if attributes:
             kwargs["deployer_attribute_file"] = path
         group = get_lower_level_group(deployer.api, deployer.top_level_kwargs, deployer.TYPE, deployer.deployer_kwargs)
+        if method == "resume":
+            _parameters_optional_for_resume()
         command = getattr(group, method)(**kwargs)
         pid = deployer.spm.run_command(
             [sys.executable, *command], env=deployer.env_vars, cwd=deployer.cwd, show_output=deployer.show_output
@@ -157,7 +176,18 @@ class DagsterDeployedFlow(DeployedFlow):
     def resume(self, origin_run_id: str, step_to_rerun: Optional[str] = None, **kwargs) -> DagsterTriggeredRun:
         """
         Resume a run: tasks that finished in the origin run are cloned, the others (and every task from
-        `step_to_rerun` on) run again. Parameters carry over from the origin run.
+        `step_to_rerun` on) run again; returns at once with the new run's pathspec.
+
+        Parameters
+        ----------
+        origin_run_id : str
+            The Metaflow run id of the run to resume.
+        step_to_rerun : str, optional, default None
+            Run this step and every step after it again, even where the origin run finished them.
+        **kwargs : Any
+            The flow's Parameters, typed and checked as for `trigger`: those given apply to the resumed run
+            (tasks that run again see them; cloned tasks keep the origin's artifacts), the others keep the
+            origin run's values, required ones included. `wait=True` returns only when the run finished.
         """
         if step_to_rerun is not None:
             kwargs["step_to_rerun"] = step_to_rerun
