@@ -1443,8 +1443,8 @@ class FlowRuntime:
         schema = {}
         for p in self.flow["parameters"]:
             default = p["default"]
-            if p["type"] == "json" and default is not None and not isinstance(default, str):
-                default = json.dumps(default)
+            if p["type"] == "json" and default is not None:
+                default = json.dumps(default)  # the IR holds the JSON value; the launchpad takes JSON text
             kw = {"description": p["help"] or None}
             if default is not None:
                 kw["default_value"] = default
