@@ -1518,7 +1518,8 @@ class FlowRuntime:
         configs = self.flow["configs"]
         if not configs:
             return []
-        text = json.dumps({"user_configs": {c["name"]: json.loads(c["value"]) for c in configs}}, sort_keys=True)
+        # Keys in the IR's order, which is Metaflow's: json.dump in its runtime keeps it, and tasks iterate it.
+        text = json.dumps({"user_configs": {c["name"]: json.loads(c["value"]) for c in configs}})
         root = os.path.join(os.path.expanduser("~"), ".cache", "metaflow-dagster", "configs")
         path = os.path.join(root, hashlib.sha256(text.encode("utf-8")).hexdigest() + ".json")
         if not os.path.exists(path):

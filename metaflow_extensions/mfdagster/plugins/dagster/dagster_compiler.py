@@ -176,10 +176,11 @@ def _config(name, stored):
     """A Config as an IR `configs` entry. Its value is Metaflow's own stored form `[value, plain]` as JSON
     text, what Metaflow's runtime writes to the config file its tasks read (`dump_config_values`): tasks
     then take the value resolved here (default file, `--config`, `--config-value`) and never parse it
-    again, which a Config with its own `parser` could not survive."""
+    again, which a Config with its own `parser` could not survive. Keys keep their order, as in the file
+    Metaflow's runtime writes: a step that iterates a Config sees the order `run` gives it."""
     value, plain = stored
     try:
-        text = json.dumps([value, bool(plain)], sort_keys=True)
+        text = json.dumps([value, bool(plain)])
     except (TypeError, ValueError) as e:
         raise DagsterException("config *%s*: its value cannot be passed to tasks as JSON (%s)" % (name, e)) from None
     return {"name": name, "value": text}
