@@ -410,14 +410,14 @@ ADDRESS = re.compile(r" at 0x[0-9a-f]+>")
 
 
 def same(a, b):
-    """Whether two artifact values are equal; objects without value equality (an exception @catch stored)
-    compare by their attributes, and memory addresses in reprs are not compared (ADDRESS)."""
+    """Whether two artifact values are equal, dicts in the same key order; objects without value equality (an
+    exception @catch stored) compare by their attributes, and memory addresses in reprs are not (ADDRESS)."""
     if type(a) is not type(b):
         return False
     if isinstance(a, str):
         return a == b or ADDRESS.sub(" at 0x?>", a) == ADDRESS.sub(" at 0x?>", b)
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, dict):  # in order: a task that iterates a dict sees its order
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
     try:

@@ -153,7 +153,7 @@ def test_parameter_defaults_are_typed_json_values(project):
     Parameter becomes an int, a JSONType default its JSON value, a function's value its typed value."""
     params = {p["name"]: p for p in export_ir(project, "pdef_flow.py")["parameters"]}
     assert [(n, params[n]["type"], params[n]["default"]) for n in ("a", "b", "spec", "flag", "ratio", "label")] == [
-        ("a", "int", 42), ("b", "int", 41), ("spec", "json", {"base": 41, "by": "spec", "tags": ["x", "y"]}),
+        ("a", "int", 42), ("b", "int", 41), ("spec", "json", {"tags": ["x", "y"], "base": 41, "by": "spec"}),
         ("flag", "bool", True), ("ratio", "float", 20.5), ("label", "str", "PDefFlow-label"),
     ]
     params = {p["name"]: p for p in export_ir(project, "opt_params_flow.py")["parameters"]}

@@ -23,7 +23,7 @@ from tests.helpers import (
 )
 
 FLOW = flow_path("pdef_flow.py")
-DEFAULTS = [42, 41, {"base": 41, "by": "spec", "tags": ["x", "y"]}, True, 20.5, "PDefFlow-label", "default notes\n"]
+DEFAULTS = [42, 41, {"tags": ["x", "y"], "base": 41, "by": "spec"}, True, 20.5, "PDefFlow-label", "default notes\n"]
 TYPES = ["int", "int", "dict", "bool", "float", "str", "str"]
 
 
@@ -53,7 +53,7 @@ def test_the_launchpad_has_the_typed_defaults(project):
     defs, _ = project.create(FLOW)
     params = {p["name"]: p for p in flow_literal(defs)["parameters"]}
     assert {name: params[name]["default"] for name in ("a", "b", "spec", "flag", "ratio", "label")} == {
-        "a": 42, "b": 41, "spec": {"base": 41, "by": "spec", "tags": ["x", "y"]}, "flag": True, "ratio": 20.5,
+        "a": 42, "b": 41, "spec": {"tags": ["x", "y"], "base": 41, "by": "spec"}, "flag": True, "ratio": 20.5,
         "label": "PDefFlow-label",
     }
     assert params["notes"]["type"] == "file" and '"type": "uploader-v2"' in params["notes"]["default"]
@@ -65,7 +65,7 @@ def test_the_launchpad_has_the_typed_defaults(project):
     typed = {name: (f.config_type.given_name, f.default_value) for name, f in schema.items() if name != "notes"}
     assert typed == {"a": ("Int", 42), "b": ("Int", 41), "flag": ("Bool", True), "ratio": ("Float", 20.5),
                      "label": ("String", "PDefFlow-label"),
-                     "spec": ("String", '{"base": 41, "by": "spec", "tags": ["x", "y"]}')}
+                     "spec": ("String", '{"tags": ["x", "y"], "base": 41, "by": "spec"}')}
 
 
 def test_runs_without_and_with_values_equal_native_runs(project, given):

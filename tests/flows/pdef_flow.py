@@ -10,7 +10,7 @@ def param_default(ctx):
 
 def spec_default(ctx):
     # A JSONType default function returns JSON text: `run` refuses any other value ("Expected a string").
-    return json.dumps({"base": ctx.configs.cfg.base, "by": ctx.parameter_name, "tags": ["x", "y"]})
+    return json.dumps({"tags": ["x", "y"], "base": ctx.configs.cfg.base, "by": ctx.parameter_name})
 
 
 def flag_default(ctx):
