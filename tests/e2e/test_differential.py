@@ -31,6 +31,9 @@ SKIPPED = {
     "schedule_required_flow.py": "built to fail at `create`: a scheduled flow with a required Parameter "
                                  "without default",
     "opt_wait_param_flow.py": "built to fail at `create`: a Parameter named like `dagster trigger --wait`",
+    "opt_origin_param_flow.py": "built to fail at `create`: a Parameter named like `dagster resume "
+                                "--origin-run-id`",
+    "opt_step_param_flow.py": "built to fail at `create`: a Parameter named like `dagster resume`'s STEP",
     "killed_step_flow.py": "times out on purpose: the first attempt of `work` sleeps 600 s until a test kills it",
     "trigger_flow.py": "needs a running server: its steps read current.trigger.event, which only an event "
                        "delivered by the daemon's sensor sets; `run` has none and fails",
@@ -60,6 +63,8 @@ CASES = {
     "pdef_flow.py": {"params": {"a": 5, "spec": {"given": True}, "ratio": 0.25}},
     "resume_flow.py": {"params": {"marker": MARKER}},
     "resume_linear_flow.py": {"params": {"marker": MARKER}},
+    "resume_params_flow.py": {"params": {"label": "differential", "count": 3}},
+    "seams_flow.py": {"params": {"marker": MARKER}},
     "sleep_flow.py": {"params": {"seconds": 0}},
     "sleepy_flow.py": {"params": {"seconds": 0}},
     "timeout_flow.py": {"params": {"seconds": 0}},
@@ -70,6 +75,10 @@ IGNORED = {
     "DecoratorsFlow": {"started": "time.time()", "ended": "time.time()", "spans": "pairs of time.time()"},
     "ResumeFlow": {"pid": "os.getpid()", "ran_in": "current.run_id"},
     "ResumeLinearFlow": {"pid_start": "os.getpid()", "pid_a": "os.getpid()"},
+    "ResumeParamsFlow": {"pid_start": "os.getpid()", "pid_prepare": "os.getpid()",
+                         "started_as": "how the task's interpreter was started (sys.orig_argv[1:2]): the flow "
+                                       "file under `run`, the launcher under Dagster (see WhereFlow)"},
+    "ResumeParamsForeachFlow": {"pid": "os.getpid()"},
     "OptNamespaceFlow": {"runs_seen": "the ids of the flow's runs that exist when the step runs"},
     "WhereFlow": {"argv": "the task process's command line, which holds the run id, task id and "
                           "input paths, and names the launcher the test asserts on (tests/e2e/test_executor.py)"},
