@@ -1443,8 +1443,8 @@ class FlowRuntime:
         schema = {}
         for p in self.flow["parameters"]:
             default = p["default"]
-            if p["type"] == "json" and default is not None and not isinstance(default, str):
-                default = json.dumps(default)
+            if p["type"] == "json" and default is not None:
+                default = json.dumps(default)  # the IR holds the JSON value; the launchpad takes JSON text
             kw = {"description": p["help"] or None}
             if default is not None:
                 kw["default_value"] = default
@@ -1518,7 +1518,8 @@ class FlowRuntime:
         configs = self.flow["configs"]
         if not configs:
             return []
-        text = json.dumps({"user_configs": {c["name"]: json.loads(c["value"]) for c in configs}}, sort_keys=True)
+        # Keys in the IR's order, which is Metaflow's: json.dump in its runtime keeps it, and tasks iterate it.
+        text = json.dumps({"user_configs": {c["name"]: json.loads(c["value"]) for c in configs}})
         root = os.path.join(os.path.expanduser("~"), ".cache", "metaflow-dagster", "configs")
         path = os.path.join(root, hashlib.sha256(text.encode("utf-8")).hexdigest() + ".json")
         if not os.path.exists(path):

@@ -3,15 +3,28 @@
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import urllib.request
 from contextlib import contextmanager
 
 FLOWS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "flows")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Python 3.11's AST constructor keeps its recursion depth in per-interpreter state: two threads parsing at
+# once can fail with "SystemError: AST constructor recursion depth mismatch" (seen in test_differential).
+_AST_LOCK = threading.Lock()
+
+
+def _parse(path):
+    """``ast.parse`` of a file, one thread at a time."""
+    import ast
+
+    with open(path) as f, _AST_LOCK:
+        return ast.parse(f.read())
 
 
 def flow_path(name):
@@ -103,7 +116,7 @@ def flow_literal(defs_path):
     """The FLOW literal of a generated definitions file, read without executing it."""
     import ast
 
-    for node in ast.parse(open(defs_path).read()).body:
+    for node in _parse(defs_path).body:
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "FLOW":
             return ast.literal_eval(node.value)
     raise AssertionError("no FLOW literal in %s" % defs_path)
@@ -114,7 +127,7 @@ def flow_literals(defs_path):
     import ast
 
     return {node.targets[0].id[len("FLOW_"):]: ast.literal_eval(node.value)
-            for node in ast.parse(open(defs_path).read()).body
+            for node in _parse(defs_path).body
             if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "").startswith("FLOW_")}
 
 
@@ -286,3 +299,158 @@ def dagster_dev(project, files, timeout=240):
         yield url
     finally:
         server.kill()
+
+
+def cli_params(params):
+    """Parameters (name -> Python value) as `python flow.py run` / `dagster trigger` options."""
+    argv = []
+    for name, value in (params or {}).items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, (dict, list)):
+            text = json.dumps(value)
+        else:
+            text = str(value)
+        argv += ["--" + name, text]
+    return argv
+
+
+def native_run(workdir, flow_file, params=None, top=(), env=None, timeout=600):
+    """Run `python FLOW [top...] run [--PARAM VALUE ...]` in ``workdir``; returns the run's pathspec.
+
+    Fails with the run's output when it does not succeed. Uses only subprocesses, so threads may call it.
+    """
+    rid = os.path.join(workdir, "native_run_id")
+    argv = [sys.executable, flow_file, *top, "run", "--run-id-file", rid, *cli_params(params)]
+    proc = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, Result(proc)
+    with open(rid) as f:
+        return "%s/%s" % (flow_class_name(flow_file), f.read().strip())
+
+
+def flow_class_name(flow_file):
+    """The FlowSpec class name a fixture flow file defines (its `class X(FlowSpec)`), read without importing it."""
+    import ast
+
+    for node in _parse(flow_file).body:
+        if isinstance(node, ast.ClassDef) and any(getattr(b, "id", None) == "FlowSpec" for b in node.bases):
+            return node.name
+    raise AssertionError("no FlowSpec class in %s" % flow_file)
+
+
+def deployed_run(project, flow_file, params=None, top=(), timeout=600):
+    """Deploy ``flow_file`` and run it once on Dagster with ``params`` (name -> Python value); returns the
+    Metaflow pathspec of the run. Fails with Dagster's output when the run does not succeed.
+
+    This is the one place that says how a deployed run is started: today `python FLOW [top...] dagster
+    create defs.py` and `dagster job execute` with the Parameters as the start op's run config, as typed
+    values (JSON as its text). It uses only subprocesses and the project's own instance, so threads may call
+    it for different projects.
+    """
+    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
+    from metaflow_dagster.runtime import metaflow_run_id
+
+    defs, _ = project.create(flow_file, top=top)
+    flow = flow_literal(defs)
+    types = {p["name"]: p["type"] for p in flow["parameters"]}
+    config = {k: json.dumps(v) if types[k] == "json" else v for k, v in (params or {}).items()}
+    argv = [sys.executable, "-m", "dagster", "job", "execute", "-f", defs, "-j", flow["job_name"]]
+    if config:
+        path = os.path.join(project.workdir, "run_config.json")
+        with open(path, "w") as f:
+            json.dump({"ops": {flow["start_step"]: {"config": config}}}, f)
+        argv += ["-c", path]
+    res = project.run(argv, timeout=timeout)
+    with DagsterInstance.from_config(project.home) as inst:
+        runs = inst.get_runs(filters=RunsFilter(job_name=flow["job_name"]), limit=1)
+    assert runs and runs[0].status == DagsterRunStatus.SUCCESS and res.returncode == 0, res
+    return "%s/%s" % (flow["name"], metaflow_run_id(runs[0].run_id, runs[0].tags))
+
+
+# ----- comparing two runs through the Metaflow client ------------------------------------------------------
+
+
+def artifact_names(task):
+    """Every artifact of a task, Metaflow's own (`_foreach_stack`, `_transition`, `_task_ok`, ...) included:
+    iterating a Task leaves those out, so the names are asked of the client's metadata provider, as
+    that iteration does."""
+    objs = task._metaflow.metadata.get_object("task", "artifact", {}, task._attempt, *task.path_components)
+    return sorted(o["name"] for o in objs or ())
+
+
+def snapshot(pathspec):
+    """Every task of a run with its artifacts: {(step, foreach index path, n): {name: value}}.
+
+    ``n`` orders the tasks of one step and index path by creation (a recursive switch runs its step again
+    and again in one path); the `_parameters` task, which iterating a Run leaves out, is included.
+    """
+    from metaflow import Run, Step, namespace
+
+    namespace(None)
+    run = Run(pathspec)
+    steps = [s for s in run] + [Step(pathspec + "/_parameters")]
+    tasks = {}
+    for step in steps:
+        groups = {}
+        for task in step:
+            artifacts = {name: task[name].data for name in artifact_names(task)}
+            path = tuple(frame.index for frame in artifacts.get("_foreach_stack") or ())
+            groups.setdefault(path, []).append((task.created_at, artifacts))
+        for path, group in groups.items():
+            group.sort(key=lambda x: x[0])
+            for n, (_, artifacts) in enumerate(group):
+                tasks[(step.id, path, n)] = artifacts
+    return tasks
+
+
+# The repr of a function or other object in a value (the attributes of a decorator given a lambda, in
+# `_graph_info`) holds its memory address, which differs between any two processes.
+ADDRESS = re.compile(r" at 0x[0-9a-f]+>")
+
+
+def same(a, b):
+    """Whether two artifact values are equal, dicts in the same key order; objects without value equality (an
+    exception @catch stored) compare by their attributes, and memory addresses in reprs are not (ADDRESS)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, str):
+        return a == b or ADDRESS.sub(" at 0x?>", a) == ADDRESS.sub(" at 0x?>", b)
+    if isinstance(a, dict):  # in order: a task that iterates a dict sees its order
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    try:
+        if a == b:
+            return True
+    except Exception:
+        pass
+    if hasattr(a, "__dict__") and type(a).__eq__ is object.__eq__:
+        return same(vars(a), vars(b))
+    return False
+
+
+def differences(native, deployed, ignored=()):
+    """What differs between two snapshots (a native run's and a Dagster run's), as lines, and the number of
+    artifacts compared; artifacts named in ``ignored`` are not compared."""
+    out, compared = [], 0
+    steps = sorted({k[0] for k in native}), sorted({k[0] for k in deployed})
+    if steps[0] != steps[1]:
+        out.append("steps: native %s, dagster %s" % steps)
+    for step in sorted(set(steps[0]) & set(steps[1])):
+        n = sorted(k for k in native if k[0] == step)
+        d = sorted(k for k in deployed if k[0] == step)
+        if n != d:
+            out.append("step %s: tasks native %s, dagster %s" % (step, [k[1:] for k in n], [k[1:] for k in d]))
+        for key in sorted(set(n) & set(d)):
+            a, b = native[key], deployed[key]
+            if a.keys() != b.keys():
+                out.append("%s: artifacts only native %s, only dagster %s"
+                           % (key, sorted(a.keys() - b.keys()), sorted(b.keys() - a.keys())))
+            for name in sorted(a.keys() & b.keys()):
+                if name in ignored:
+                    continue
+                compared += 1
+                if not same(a[name], b[name]):
+                    out.append("%s %s: native %r, dagster %r" % (key, name, a[name], b[name]))
+    return out, compared

@@ -106,6 +106,61 @@ def test_a_switch_case_straight_into_a_join_gets_metaflows_reason(project):
     assert "a conditional path cannot lead directly to a join step" in diag["message"]
 
 
+BAD_DEFAULT_FLOW = """
+from metaflow import FlowSpec, Parameter, step
+
+
+def as_text(ctx):
+    return "42"
+
+
+class BadDefaultFlow(FlowSpec):
+    n = Parameter("n", default=%s, type=int)
+
+    @step
+    def start(self):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    BadDefaultFlow()
+"""
+
+
+@pytest.mark.parametrize("default, message", [
+    # Metaflow's own check of a deploy-time function's value, as `run` and Argo's `create` make it.
+    ("as_text", "flow BadDefaultFlow: The value returned by the deploy-time function for the parameter n field "
+                "default has a wrong type. Expected a int."),
+    # A default its Parameter's type refuses, as `run` refuses it ("abc is not a valid integer").
+    ('"abc"', "flow BadDefaultFlow: the default of parameter n, 'abc', is not a valid int: abc is not a valid "
+              "integer"),
+])
+def test_a_default_of_the_wrong_type_is_refused_naming_flow_and_parameter(project, default, message):
+    flow = os.path.join(project.workdir, "bad_default_flow.py")
+    with open(flow, "w") as f:
+        f.write(BAD_DEFAULT_FLOW % default)
+    out, res = project.create(flow, check=False)
+    assert res.returncode != 0 and message in res.stderr, res
+    assert not os.path.exists(out)
+
+
+def test_parameter_defaults_are_typed_json_values(project):
+    """A default is converted by its Parameter's type, as Click converts it in `run`: text given to an int
+    Parameter becomes an int, a JSONType default its JSON value, a function's value its typed value."""
+    params = {p["name"]: p for p in export_ir(project, "pdef_flow.py")["parameters"]}
+    assert [(n, params[n]["type"], params[n]["default"]) for n in ("a", "b", "spec", "flag", "ratio", "label")] == [
+        ("a", "int", 42), ("b", "int", 41), ("spec", "json", {"tags": ["x", "y"], "base": 41, "by": "spec"}),
+        ("flag", "bool", True), ("ratio", "float", 20.5), ("label", "str", "PDefFlow-label"),
+    ]
+    params = {p["name"]: p for p in export_ir(project, "opt_params_flow.py")["parameters"]}
+    assert params["spec"]["default"] == {"k": 1}  # given as the text '{"k": 1}'
+    assert params["needed"]["default"] is None and params["needed"]["required"] is True
+
+
 def test_the_ir_example_in_the_docs_compiles_and_has_every_field_create_exports(project):
     """docs/ir.md's example is a whole IR: the core compiles it, and it has each key `create --ir-only` gives."""
     doc = open(os.path.join(REPO, "docs", "ir.md")).read()

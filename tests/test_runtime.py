@@ -119,11 +119,14 @@ def test_param_schema_has_types_defaults_and_help(tmp_path):
         {"name": "alpha", "var": "alpha", "type": "float", "default": 0.5, "required": False, "help": "a float"},
         {"name": "my-name", "var": "my_name", "type": "str", "default": None, "required": True, "help": ""},
         {"name": "cfg", "var": "cfg", "type": "json", "default": {"k": 1}, "required": False, "help": ""},
+        {"name": "word", "var": "word", "type": "json", "default": "hi", "required": False, "help": ""},
     ]
     schema = FlowRuntime(make_flow(tmp_path, parameters=params)).param_schema()
     assert schema["alpha"].default_value == 0.5 and schema["alpha"].description == "a float"
     assert schema["my-name"].is_required
+    # The IR holds a JSON Parameter's value; the launchpad field takes its JSON text, a JSON string too.
     assert schema["cfg"].default_value == '{"k": 1}'
+    assert schema["word"].default_value == '"hi"'
 
 
 def test_spawn_streams_output_and_reports_failure(tmp_path):

@@ -18,7 +18,7 @@ FLOW = {
         {"name": "flag", "var": "flag", "type": "bool", "default": False, "required": False, "help": ""},
         {"name": "my-name", "var": "my_name", "type": "str", "default": None, "required": True, "help": "line one\nline two\ttab"},
         {"name": "ratio", "var": "ratio", "type": "float", "default": 1e-07, "required": False, "help": "tiny \"ratio\" \\ with ünïcode"},
-        {"name": "spec", "var": "spec", "type": "json", "default": "{\"a\": [1, 2], \"b\": {\"c\": null}}", "required": False, "help": ""},
+        {"name": "spec", "var": "spec", "type": "json", "default": {"a": [1, 2], "b": {"c": None}}, "required": False, "help": ""},
     ],
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/data/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "METAFLOW_*", "AWS_*", "DAGSTER_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"]},

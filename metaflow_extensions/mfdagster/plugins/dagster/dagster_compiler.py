@@ -14,6 +14,7 @@ import re
 import sys
 
 from metaflow import current
+from metaflow._vendor import click
 from metaflow.exception import MetaflowException
 from metaflow.includefile import FilePathClass
 from metaflow.parameters import JSONTypeClass, deploy_time_eval
@@ -62,6 +63,39 @@ def _param_type(param):
     if isinstance(t, FilePathClass):
         return "file"
     return {str: "str", int: "int", float: "float", bool: "bool"}.get(t, "str")
+
+
+def _param_default(flow_name, param):
+    """The default of a non-Config Parameter as the IR's `default`: a JSON value of the Parameter's type.
+
+    The default is evaluated as Argo Workflows' `create` evaluates it (`deploy_time_eval`): a function of the
+    ParameterContext is called once, with `deploy_time=True`, and Metaflow checks what it returned against
+    the Parameter's type (a `type=int` Parameter whose function returns "42" is refused with Metaflow's own
+    ParameterFieldTypeMismatch, as on Argo and in `run`); `config_expr` defaults were already resolved by
+    `Parameter.init`; an IncludeFile default is uploaded to the datastore and becomes the JSON descriptor text
+    its `FilePath` type reads back. `deploy_time_eval` returns a function's value as text ("42", JSON text for
+    JSONType): Argo stores that text and lets the task's Click option convert it when the run starts. The
+    launchpad field is typed, so the text is converted here, by the Parameter's own Click type, which is the
+    conversion `run` and `init` apply to a default: int stays int, a JSONType default becomes its JSON value.
+    """
+    try:
+        value = deploy_time_eval(param.kwargs.get("default"))
+    except MetaflowException as e:
+        raise DagsterException("flow *%s*: %s" % (flow_name, e.message)) from None
+    ptype = param.kwargs.get("type")
+    if value is None or isinstance(ptype, FilePathClass):
+        return value
+    try:
+        value = click.types.convert_type(ptype).convert(value, None, None)
+    except click.BadParameter as e:
+        raise DagsterException(
+            "flow *%s*: the default of parameter *%s*, %r, is not a valid %s: %s"
+            % (flow_name, param.name, value, _param_type(param), e.message)
+        ) from None
+    if _param_type(param) == "str" and not isinstance(value, str):
+        # Click's STRING passes a non-string default through; every run passes a str-typed value as text.
+        value = str(value)
+    return value
 
 
 def _step(node, graph):
@@ -142,10 +176,11 @@ def _config(name, stored):
     """A Config as an IR `configs` entry. Its value is Metaflow's own stored form `[value, plain]` as JSON
     text, what Metaflow's runtime writes to the config file its tasks read (`dump_config_values`): tasks
     then take the value resolved here (default file, `--config`, `--config-value`) and never parse it
-    again, which a Config with its own `parser` could not survive."""
+    again, which a Config with its own `parser` could not survive. Keys keep their order, as in the file
+    Metaflow's runtime writes: a step that iterates a Config sees the order `run` gives it."""
     value, plain = stored
     try:
-        text = json.dumps([value, bool(plain)], sort_keys=True)
+        text = json.dumps([value, bool(plain)])
     except (TypeError, ValueError) as e:
         raise DagsterException("config *%s*: its value cannot be passed to tasks as JSON (%s)" % (name, e)) from None
     return {"name": name, "value": text}
@@ -191,14 +226,13 @@ def build_ir(obj, tags=(), namespace=None, max_workers=16, workflow_timeout=0, e
         if param.IS_CONFIG_PARAMETER:
             configs.append(_config(param.name, config_values.get(param.name, (None, False))))
             continue
-        default = deploy_time_eval(param.kwargs.get("default"))
         params.append({
             "name": param.name,
             "var": var,
             "type": _param_type(param),
-            "default": _jsonable(default),
+            "default": _jsonable(_param_default(flow.name, param)),
             "required": bool(param.kwargs.get("required", False)),
-            "help": param.kwargs.get("help") or "",
+            "help": str(param.kwargs.get("help") or ""),
         })
     flow_decos = [_decorator(d, flow_level=True) for decos in flow._flow_decorators.values() for d in decos]
     opts = {}
