@@ -364,6 +364,7 @@ def origin_parameters(flow, run_id):
     from metaflow.plugins import DATASTORES
 
     s = flow["settings"]
+    params = {p["name"]: p for p in flow["parameters"]}
     impl = next(d for d in DATASTORES if d.TYPE == s["datastore"])
     store = FlowDataStore(flow["name"], storage_impl=impl, ds_root=s["datastore_root"])
     tasks = store.get_task_datastores(run_id=run_id, steps=["_parameters"], mode="r")
@@ -372,7 +373,9 @@ def origin_parameters(flow, run_id):
             "cannot resume *%s/%s*: the run does not exist in %s (no parameters were recorded)"
             % (flow["name"], run_id, s["datastore_root"])
         )
-    return {p["name"]: tasks[0][p["var"]] for p in flow["parameters"] if p["var"] in tasks[0]}
+    values = {p["name"]: tasks[0][p["var"]] for p in flow["parameters"] if p["var"] in tasks[0]}
+    # A JSONType value as JSON text, as the start op's config takes it (a string value stays a JSON string).
+    return {name: json.dumps(v) if params[name]["type"] == "json" else v for name, v in values.items()}
 
 
 # ----- the webserver ------------------------------------------------------------------------------------

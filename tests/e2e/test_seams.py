@@ -368,11 +368,18 @@ def test_bad_parameter_values_are_refused_before_anything_is_launched(project, s
     monkeypatch.setenv("DAGSTER_HOME", project.home)
     server.start()
     deployed = Deployer(flow_path("typed_params_flow.py"), show_output=False, cwd=project.workdir).dagster().create()
-    with pytest.raises(Exception, match="parameter spec: '\\{bad' is not a valid json"):
+    with pytest.raises(Exception, match="parameter spec of flow TypedParamsFlow: '\\{bad' is not valid JSON"):
         deployed.trigger(spec="{bad")
     res = cli(project, "typed_params_flow.py", "dagster", "trigger", "--count", "many")
     assert res.returncode != 0 and "count" in res.stderr, res
+    res = cli(project, "typed_params_flow.py", "dagster", "trigger", "--spec", "{bad")
+    assert res.returncode != 0 and "spec" in res.stderr, res
     assert not _runs(project)
+    # A JSON string is a JSON value, as for `run`.
+    res = cli(project, "typed_params_flow.py", "dagster", "trigger", "--spec", '"hello"', "--wait")
+    assert res.returncode == 0, res
+    namespace(None)
+    assert Run(triggered(res)[0]).data.spec == "hello"
 
 
 def test_foreach_split_limit_is_metaflows(project, tmp_path):

@@ -150,8 +150,8 @@ def create(obj, file, tags, namespace, max_workers, workflow_timeout, max_num_sp
     # Before the IR is printed too: it is exactly what `create` compiles (the package is content-addressed, so
     # uploading it again stores nothing new).
     ir["flow"]["code_package"] = package_code(obj, code_package)
-    if ir_only:
-        click.echo(json.dumps(ir, indent=2, sort_keys=True))
+    if ir_only:  # in the IR's own order: JSON values (defaults, configs) keep their keys' order
+        click.echo(json.dumps(ir, indent=2))
         return
     irs = [ir]
     if add_flows:
@@ -429,9 +429,27 @@ def _given_parameters(obj, kwargs):
         value = kwargs.get(param.name.replace("-", "_").lower())
         if isinstance(value, parameters.DelayedEvaluationParameter):
             value = value(return_str=True)
+        elif value is not None and isinstance(param.kwargs.get("type"), parameters.JSONTypeClass):
+            value = _json_text(obj.flow.name, param.name, value)
         if value is not None:
             values[param.name] = value
     return values
+
+
+def _json_text(flow, name, value):
+    """A JSONType Parameter's value, as click parsed it, back as JSON text (what the start op's config takes).
+
+    A string is a JSON string value, as for `run` (`--spec '"a"'`, or the Deployer's `spec="a"`), except one
+    that starts as a JSON object or array and is not one: that is JSON text gone wrong (`spec="{bad"`), and is
+    refused before anything is launched.
+    """
+    if isinstance(value, str) and value.lstrip()[:1] in ("{", "["):
+        try:
+            json.loads(value)
+        except ValueError as e:
+            raise DagsterException("parameter *%s* of flow *%s*: %r is not valid JSON (%s)" % (name, flow, value, e)) \
+                from None
+    return json.dumps(value)
 
 
 def _optional_parameters(cmd):
