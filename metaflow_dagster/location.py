@@ -7,12 +7,14 @@
 server whatever the number of deployed flows, and a new deployment is one reload of that location away
 (docs/deploy-cli.md, "Serving").
 
+* The location has a repository per deployment, named after it (op names are unique per repository, and
+  every flow has a ``start``), and ``__metaflow_events__``, the event assets of them all, one per event.
 * A code server (and the webserver or daemon asking it for a snapshot) gets every job, schedule, sensor and
   event asset of every deployment. A deployment whose file does not load (deleted, stale, broken) becomes a
   placeholder job of the same name whose description and ``metaflow/broken`` tag say why, and whose run
   fails with that reason: the other deployments keep serving and running.
-* A run worker asks for one job by name and imports only the file that defines it (``RepositoryData`` is
-  Dagster's public interface for lazy repositories), so a run does not pay for the other deployments.
+* Each repository is lazy (``RepositoryData``, Dagster's public interface for lazy repositories): a run
+  worker asks one repository for one job and imports only that deployment's file.
 * ``python -m metaflow_dagster.location check FILE`` loads one definitions file as a code server does and
   prints what it defines as JSON (``create`` runs it before it writes or registers anything);
   ``python location.py status`` reports every deployment of the instance (``list``).
@@ -257,7 +259,7 @@ def check(path):
     for job_def in jobs:
         job_def.run_config_schema  # noqa: B018 - resolves every config field (defaults are type-checked here)
     return {
-        "jobs": sorted(j.name for j in jobs),
+        "jobs": sorted(j.name for j in jobs if not j.name.startswith("__")),  # not Dagster's own (__ASSET_JOB)
         "schedules": sorted(s.name for s in repo.schedule_defs),
         "sensors": sorted(s.name for s in repo.sensor_defs),
         "assets": sorted(k.to_user_string() for k in repo.assets_defs_by_key),
