@@ -205,6 +205,19 @@ def test_create_registers_the_deployment_and_prints_how_to_serve_it(project):
     assert dep.read_flow(default)["name"] == "FailingFlow"
 
 
+def test_create_writes_nothing_when_the_definitions_do_not_load(project):
+    """The generated file is loaded in a fresh process as a code server loads it before anything is written
+    or deployed: a flow whose definitions Dagster refuses (here the schedule's timezone) is one error naming
+    the flow and what failed."""
+    out = os.path.join(project.workdir, "mars.py")
+    res = project.run([sys.executable, flow_path("bad_timezone_flow.py"), "dagster", "create", out])
+    assert res.returncode != 0, res
+    assert "the Dagster definitions of flow MarsFlow do not load, so nothing was written or deployed" in res.stderr
+    assert "Invalid execution timezone Mars/Olympus_Mons for MarsFlow_schedule" in res.stderr
+    assert not os.path.exists(out) and os.listdir(project.workdir) == ["dagster_home"], "not even a temporary file"
+    assert not os.path.exists(os.path.join(project.home, "metaflow")), "nothing deployed"
+
+
 def test_create_without_dagster_home_writes_the_file_and_skips_registration(project, tmp_path):
     out = str(tmp_path / "alone.py")
     env = project.env()
