@@ -82,7 +82,9 @@ _WORKSPACE_HEADER = (
 _DAGSTER_YAML = """\
 # Written by `python flow.py dagster create` because this Dagster home had no dagster.yaml; edit it freely,
 # metaflow-dagster never overwrites it. Runs queued by `dagster trigger` and by event sensors are started
-# within a second (Dagster's default checks its run queue every 5 seconds).
+# within a second (Dagster's default checks its run queue every 5 seconds). Run queue settings
+# (max_concurrent_runs, tag_concurrency_limits) go under run_coordinator.config below: Dagster refuses a
+# top-level run_queue beside run_coordinator.
 run_coordinator:
   module: dagster.core.run_coordinator
   class: QueuedRunCoordinator

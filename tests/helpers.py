@@ -103,13 +103,27 @@ class DagsterProject:
 
 
 def metaflow_run(flow_name, dagster_run):
-    """The Metaflow Run that a Dagster run of a generated job produced."""
+    """The Metaflow Run that a Dagster run of a generated job produced (a re-execution: its root's run)."""
     from metaflow import Run, namespace
 
     namespace(None)
     from metaflow_dagster.runtime import metaflow_run_id
 
-    return Run("%s/%s" % (flow_name, metaflow_run_id(dagster_run.run_id, dagster_run.tags)))
+    return Run("%s/%s" % (flow_name, metaflow_run_id(dagster_run.run_id, dagster_run.tags, dagster_run.root_run_id)))
+
+
+def hold_runs(project):
+    """Make the project's instance keep every run queued (max_concurrent_runs: 0), so a test counts what
+    sensors create. It goes under run_coordinator's config: Dagster refuses a top-level run_queue beside it."""
+    import yaml
+
+    path = os.path.join(project.home, "dagster.yaml")
+    with open(path) as f:
+        config = yaml.safe_load(f) or {}
+    config.setdefault("run_coordinator", {"module": "dagster.core.run_coordinator", "class": "QueuedRunCoordinator"})
+    config["run_coordinator"].setdefault("config", {})["max_concurrent_runs"] = 0
+    with open(path, "w") as f:
+        yaml.safe_dump(config, f)
 
 
 def flow_literal(defs_path):

@@ -17,7 +17,7 @@ from dagster import DagsterRunStatus
 
 from metaflow_dagster.events import DagsterEvent
 from metaflow_dagster.runtime import event_asset_key
-from tests.helpers import REPO, Server, dagster_dev, flow_path, metaflow_run, wait_for
+from tests.helpers import REPO, Server, dagster_dev, flow_path, hold_runs, metaflow_run, wait_for
 
 # The dagster-daemon console script beside this interpreter (pyenv shims would pick another one).
 DAEMON = [os.path.join(os.path.dirname(sys.executable), "dagster-daemon")]
@@ -89,8 +89,7 @@ def test_burst_of_events_gives_exactly_one_run_each_despite_daemon_kills(project
 
     The run queue holds the runs (max_concurrent_runs: 0), so this measures what the sensor creates.
     """
-    with open(os.path.join(project.home, "dagster.yaml"), "a") as f:
-        f.write("run_queue:\n  max_concurrent_runs: 0\n")
+    hold_runs(project)
     defs, _ = project.create(flow_path("trigger_flow.py"))
     daemon = Server(project, DAEMON + ["run", "-f", defs], "daemon1.log")
     os.environ["DAGSTER_HOME"] = project.home

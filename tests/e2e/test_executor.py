@@ -94,24 +94,28 @@ def test_reexecution_from_failure_runs_the_failed_step_and_what_follows(project,
 
 
 def test_task_output_reaches_the_runs_captured_logs(project, monkeypatch):
-    """The UI's raw stdout/stderr of a run hold what its tasks printed, forked or run as subprocesses."""
+    """The UI's stdout/stderr of each step hold what that step's task printed, forked or run as a subprocess,
+    and the terminal shows each line once (as the op's log record)."""
     defs, _ = project.create(flow_path("echo_flow.py"))
     for subprocess_env in ("0", "1"):
         monkeypatch.setenv("METAFLOW_DAGSTER_SUBPROCESS", subprocess_env)
         drun, res = project.execute(defs, "EchoFlow")
         assert drun.status == DagsterRunStatus.SUCCESS, res
-        (captured,) = [e.dagster_event.logs_captured_data for e in project.run_logs(drun.run_id)
-                       if e.dagster_event is not None and e.dagster_event.event_type == DagsterEventType.LOGS_CAPTURED]
-        assert sorted(captured.step_keys) == ["end", "start"]
+        captured = {}
         with project.instance() as inst:
             manager = inst.compute_log_manager
-            log_key = manager.build_log_key_for_run(drun.run_id, captured.file_key)  # as the UI reads them
-            data = manager.get_log_data(log_key)
-            assert manager.is_capture_complete(log_key)
-        out, err = data.stdout.decode(), data.stderr.decode()
-        assert "start says out" in out and "end says out" in out and "start says err" not in out, out
-        assert "start says err" in err, err
-        assert "start says out" in res.stdout and "start says err" in res.stderr  # and the terminal, as before
+            for e in project.run_logs(drun.run_id):
+                if e.dagster_event is not None and e.dagster_event.event_type == DagsterEventType.LOGS_CAPTURED:
+                    data = e.dagster_event.logs_captured_data
+                    log_key = manager.build_log_key_for_run(drun.run_id, data.file_key)  # as the UI reads them
+                    assert manager.is_capture_complete(log_key)
+                    log = manager.get_log_data(log_key)
+                    (step,) = data.step_keys
+                    captured[step] = (log.stdout.decode(), log.stderr.decode())
+        assert captured == {"start": ("start says out\n", "start says err\n"), "end": ("end says out\n", "")}
+        terminal = res.stdout + res.stderr
+        for line in ("start says out", "start says err", "end says out"):
+            assert terminal.count(line) == 1, terminal
 
 
 def test_without_the_dagster_internals_jobs_run_on_dagsters_multiprocess_executor(project, monkeypatch):

@@ -5,7 +5,6 @@ Results are read through the Dagster instance (runs, tags, ticks) and the Metafl
 Run.trigger).
 """
 
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from dagster import DagsterRunStatus, RunsFilter
 from dagster._core.scheduler.instigation import InstigatorType
 
 from tests.e2e.test_events_e2e import DAEMON
-from tests.helpers import Server, dagster_dev, flow_path, metaflow_run, wait_for
+from tests.helpers import Server, dagster_dev, flow_path, hold_runs, metaflow_run, wait_for
 
 A_JOB, B_JOB, C_JOB = "chain_user_tester_ChainAFlow", "chain_user_tester_ChainBFlow", "ChainCFlow"
 
@@ -81,8 +80,7 @@ def test_two_hundred_upstream_runs_between_two_ticks_start_exactly_two_hundred_r
     """The downstream sensor ticks once, the daemon stops, 200 BurstUpFlow runs finish, the daemon restarts:
     its next tick must start exactly one BurstDownFlow run for each. The run queue holds them
     (max_concurrent_runs: 0), so this counts what the sensor creates."""
-    with open(os.path.join(project.home, "dagster.yaml"), "a") as f:
-        f.write("run_queue:\n  max_concurrent_runs: 0\n")
+    hold_runs(project)
     a_defs, _ = project.create(flow_path("burst_up_flow.py"), out="up.py")
     b_defs, _ = project.create(flow_path("burst_down_flow.py"), out="down.py")
     with project.instance() as inst:
