@@ -30,12 +30,12 @@ from metaflow_dagster import location as loc
 
 from .dagster_compiler import (
     CODE_PACKAGE_MODES,
-    DagsterException,
     _job_name,
     build_ir,
     compile_ir,
     package_code,
 )
+from .exception import DagsterException
 
 
 @click.group()

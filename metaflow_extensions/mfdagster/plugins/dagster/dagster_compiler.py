@@ -19,6 +19,8 @@ from metaflow.exception import MetaflowException
 from metaflow.includefile import FilePathClass
 from metaflow.parameters import JSONTypeClass, deploy_time_eval
 
+from .exception import DagsterException
+
 IR_VERSION = 1
 
 # Environment variables forwarded to tasks at run time, read from the worker's own environment.
@@ -31,10 +33,6 @@ ENV_ALLOWLIST = [
     "DAGSTER_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
 ]
 ENV_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\*?$")
-
-
-class DagsterException(MetaflowException):
-    headline = "Dagster error"
 
 
 def _jsonable(value):
