@@ -219,8 +219,11 @@ def test_mfdc_driver_compiles_and_rejects(project, tmp_path):
 def test_metaflow_layer_imports_without_dagster():
     code = (
         "import sys; sys.modules['dagster'] = None\n"
+        "import metaflow_extensions.mfdagster.plugins.dagster.dagster_deployer_objects\n"
         "import metaflow_extensions.mfdagster.plugins.dagster.dagster_compiler as c\n"
         "import metaflow_extensions.mfdagster.plugins.dagster.dagster_cli\n"
+        "import metaflow_dagster.events, metaflow_dagster.deployments\n"
+        "assert 'metaflow_dagster.runtime' not in sys.modules\n"
         "print(c.IR_VERSION)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
