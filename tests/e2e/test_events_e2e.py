@@ -89,8 +89,9 @@ def test_burst_of_events_gives_exactly_one_run_each_despite_daemon_kills(project
 
     The run queue holds the runs (max_concurrent_runs: 0), so this measures what the sensor creates.
     """
+    # Under the run_coordinator the instance already configures (a run_queue entry beside it is refused).
     with open(os.path.join(project.home, "dagster.yaml"), "a") as f:
-        f.write("run_queue:\n  max_concurrent_runs: 0\n")
+        f.write("    max_concurrent_runs: 0\n")
     defs, _ = project.create(flow_path("trigger_flow.py"))
     daemon = Server(project, DAEMON + ["run", "-f", defs], "daemon1.log")
     os.environ["DAGSTER_HOME"] = project.home
