@@ -5,7 +5,8 @@
 #   make test-c       unit and golden tests
 #   make test-c-san   the same under AddressSanitizer and UndefinedBehaviorSanitizer, in build/san
 #   make fuzz         build/fuzz/fuzz_ir (clang, libFuzzer)
-#   make fuzz-run     run it for FUZZ_SECONDS, seeded with the golden IRs
+#   make fuzz-run     run it for FUZZ_SECONDS, seeded with the golden IRs (CI's short run)
+#   make fuzz-long    run it for FUZZ_RUNS executions (10 million), same seeds and corpus (bench/RESULTS.md)
 #   UPDATE_GOLDEN=1 make test-c   rewrite tests/golden/*.py and *.err from the current compiler
 
 CC ?= cc
@@ -15,6 +16,7 @@ WARN = -std=c11 -Wall -Wextra -Werror
 SAN = -fsanitize=address,undefined -fno-omit-frame-pointer
 B ?= build
 FUZZ_SECONDS ?= 30
+FUZZ_RUNS ?= 10000000
 RUNENV = UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 
 ALL_CFLAGS = $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) -Icore -MMD -MP
@@ -23,7 +25,7 @@ CORE_OBJ = $(CORE_SRC:core/%.c=$(B)/core/%.o)
 JSON_OBJ = $(B)/core/json.o
 LIBS = -ljansson
 
-.PHONY: lib mfdc test-c test-c-san fuzz fuzz-run clean
+.PHONY: lib mfdc test-c test-c-san fuzz fuzz-run fuzz-long clean
 
 lib: $(B)/libmfd.a
 
@@ -61,7 +63,13 @@ fuzz-run: $(B)/fuzz/fuzz_ir
 	@mkdir -p $(B)/fuzz/corpus $(B)/fuzz/seed
 	cp tests/golden/*.json $(B)/fuzz/seed/
 	$(RUNENV) $(B)/fuzz/fuzz_ir -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
-		$(B)/fuzz/corpus $(B)/fuzz/seed
+		-artifact_prefix=$(B)/fuzz/ $(B)/fuzz/corpus $(B)/fuzz/seed
+
+fuzz-long: $(B)/fuzz/fuzz_ir
+	@mkdir -p $(B)/fuzz/corpus $(B)/fuzz/seed
+	cp tests/golden/*.json $(B)/fuzz/seed/
+	$(RUNENV) $(B)/fuzz/fuzz_ir -runs=$(FUZZ_RUNS) -timeout=10 -print_final_stats=1 \
+		-artifact_prefix=$(B)/fuzz/ $(B)/fuzz/corpus $(B)/fuzz/seed
 
 clean:
 	rm -rf $(B)

@@ -8,7 +8,8 @@
  * the same for a list of IRs compiled into one file (mfd_compile_many). A problem in an IR raises
  * CompileError, a ValueError whose .diagnostics lists every diagnostic as a dict; an object of another type
  * in the IR raises TypeError naming its path, as in ir['steps'][2]['decorators'][0]['attributes']['when'] (or
- * irs[1]['steps'][2]... for compile_many).
+ * irs[1]['steps'][2]... for compile_many). job_name(name) is the core's name of a flow's Dagster job, which the
+ * Metaflow plugin writes into the IR.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -388,10 +389,45 @@ done:
 	return out;
 }
 
+PyDoc_STRVAR(job_name_doc,
+"job_name(name)\n--\n\n"
+"The Dagster job name of a flow: name (the flow's name, or its project_flow_name under\n"
+"@project) as the core names the job, every character outside [A-Za-z0-9_] as '_'.");
+
+static PyObject *
+core_job_name(PyObject *module, PyObject *arg)
+{
+	const char *name;
+	Py_ssize_t len;
+	PyObject *out;
+	size_t n;
+	char *buf;
+
+	(void)module;
+	if (!PyUnicode_Check(arg)) {
+		PyErr_Format(PyExc_TypeError, "job_name() expects a str, got %s", Py_TYPE(arg)->tp_name);
+		return NULL;
+	}
+	if (!(name = PyUnicode_AsUTF8AndSize(arg, &len)))
+		return NULL;
+	if (strlen(name) != (size_t)len) {
+		PyErr_SetString(PyExc_ValueError, "job_name() got a name with a NUL character");
+		return NULL;
+	}
+	n = mfd_job_name(name, NULL, 0);
+	if (!(buf = PyMem_Malloc(n + 1)))
+		return PyErr_NoMemory();
+	mfd_job_name(name, buf, n + 1);
+	out = PyUnicode_DecodeUTF8(buf, (Py_ssize_t)n, "strict");
+	PyMem_Free(buf);
+	return out;
+}
+
 static PyMethodDef core_methods[] = {
 	{"compile", (PyCFunction)(void (*)(void))core_compile, METH_VARARGS | METH_KEYWORDS, compile_doc},
 	{"compile_many", (PyCFunction)(void (*)(void))core_compile_many, METH_VARARGS | METH_KEYWORDS,
 		compile_many_doc},
+	{"job_name", core_job_name, METH_O, job_name_doc},
 	{NULL, NULL, 0, NULL},
 };
 

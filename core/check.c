@@ -63,31 +63,6 @@ mfd_deco_handling(DecoKind k)
 	return k == DECO_UNKNOWN ? FORWARDED : decorators[k].handling;
 }
 
-/*
- * Reports a problem at step s, or at the flow when s is NULL. The step's name is shown as is when it prints
- * safely on one line (mfd_quote single-quotes it), else as its escaped literal.
- */
-static void
-error_at(Compile *c, const Step *s, const char *fmt, ...) MFD_PRINTF(3, 4);
-
-static void
-error_at(Compile *c, const Step *s, const char *fmt, ...)
-{
-	const char *name = NULL;
-	va_list ap;
-	char *msg;
-
-	va_start(ap, fmt);
-	msg = mfd_vprintf(c->arena, fmt, ap);
-	va_end(ap);
-	if (s) {
-		name = mfd_quote(c->arena, s->name, strlen(s->name));
-		if (*name == '\'')
-			name = s->name;
-	}
-	mfd_diag(&c->diags, MFD_ERROR, name, s ? s->file : c->flow->file, s ? s->line : 0, "%s", msg);
-}
-
 static const char *
 quote(Compile *c, const char *s)
 {
@@ -136,7 +111,7 @@ check_names(Compile *c)
 	for (i = 0; i < f->nsteps; i++) {
 		s = f->byname[i] = &f->steps[i];
 		if (!mfd_is_identifier(s->name)) {
-			error_at(c, s, "step name %s is not a Python identifier", quote(c, s->name));
+			mfd_error_at(c, s, "step name %s is not a Python identifier", quote(c, s->name));
 			problems++;
 		}
 	}
@@ -146,7 +121,7 @@ check_names(Compile *c)
 		prev = f->byname[i - 1];
 		s = f->byname[i];
 		if (strcmp(prev->name, s->name) == 0) {
-			error_at(c, s, "duplicate step name (first defined at %s:%d)", prev->file, prev->line);
+			mfd_error_at(c, s, "duplicate step name (first defined at %s:%d)", prev->file, prev->line);
 			problems++;
 		}
 	}
@@ -159,7 +134,7 @@ resolve(Compile *c, const Step *s, StepRef *r, const char *field)
 {
 	r->step = mfd_find_step(c->flow, r->name);
 	if (!r->step)
-		error_at(c, s, "%s names %s, which is not a step", field, quote(c, r->name));
+		mfd_error_at(c, s, "%s names %s, which is not a step", field, quote(c, r->name));
 	return r->step != NULL;
 }
 
@@ -227,7 +202,7 @@ check_decorators(Compile *c, const Step *s, Decorator *d, size_t n)
 		/* --environment=conda|pypi attaches @conda/@pypi to every step: its one error says it all. */
 		if (!d[i].is_static && (d[i].kind == DECO_CONDA || d[i].kind == DECO_PYPI) && non_local_environment(c))
 			continue;
-		error_at(c, s, "@%s is not supported: %s", decorators[d[i].kind].name, decorators[d[i].kind].reason);
+		mfd_error_at(c, s, "@%s is not supported: %s", decorators[d[i].kind].name, decorators[d[i].kind].reason);
 	}
 }
 
@@ -246,7 +221,8 @@ all_in(const char *s, const char *extra)
 /*
  * Checks the options of @trigger or @trigger_on_finish (``deco``), which the sensors read: ``interval`` (seconds
  * between ticks, a positive integer), ``reset_at`` ({"cron", "timezone"}: drop waiting events older than the
- * last tick of the cron) and, for @trigger only, ``secret_env`` (the name of the environment variable holding the
+ * last tick of the cron, a cron that mfd_dagster_cron turns into Dagster's, and a timezone name or null) and,
+ * for @trigger only, ``secret_env`` (the name of the environment variable holding the
  * key that events must be signed with; only the name is ever written). An option the sensors would not read is
  * an error: a misspelt ``secret_env`` must not leave events unauthenticated without a word.
  */
@@ -254,7 +230,7 @@ static void
 check_trigger_options(Compile *c, const MfdValue *opts, const char *deco, int signed_events)
 {
 	const Member *m;
-	const MfdValue *cron;
+	const MfdValue *cron, *tz;
 	size_t i;
 
 	if (!opts || opts->kind != VAL_OBJECT)
@@ -263,18 +239,24 @@ check_trigger_options(Compile *c, const MfdValue *opts, const char *deco, int si
 		m = &opts->u.obj.v[i];
 		if (!strcmp(m->key, "interval")) {
 			if (m->value->kind != VAL_INT || m->value->u.i < 1 || m->value->u.i > 86400)
-				error_at(c, NULL, "%s option interval must be a whole number of seconds from 1 to 86400", deco);
+				mfd_error_at(c, NULL, "%s option interval must be a whole number of seconds from 1 to 86400", deco);
 		} else if (!strcmp(m->key, "reset_at")) {
 			cron = m->value->kind == VAL_OBJECT ? mfd_object_get(m->value, "cron") : NULL;
-			if (!cron || cron->kind != VAL_STRING || !*cron->u.str.s)
-				error_at(c, NULL, "%s option reset_at must be {\"cron\": \"...\", \"timezone\": \"...\"}", deco);
+			tz = m->value->kind == VAL_OBJECT ? mfd_object_get(m->value, "timezone") : NULL;
+			if (!cron || cron->kind != VAL_STRING || !*cron->u.str.s ||
+			    (tz && tz->kind != VAL_STRING && tz->kind != VAL_NULL))
+				mfd_error_at(c, NULL, "%s option reset_at must be {\"cron\": \"...\", \"timezone\": \"...\"}",
+					deco);
+			else if (memchr(cron->u.str.s, '\0', cron->u.str.len) || !mfd_dagster_cron(c->arena, cron->u.str.s))
+				mfd_error_at(c, NULL, "%s option reset_at: cron %s must have 5 fields, or 6 in Metaflow's form "
+					"with a year", deco, mfd_quote(c->arena, cron->u.str.s, cron->u.str.len));
 		} else if (signed_events && !strcmp(m->key, "secret_env")) {
 			if (m->value->kind != VAL_STRING || !all_in(m->value->u.str.s, "_") ||
 			    isdigit((unsigned char)m->value->u.str.s[0]))
-				error_at(c, NULL, "%s option secret_env must name an environment variable (letters, digits and "
+				mfd_error_at(c, NULL, "%s option secret_env must name an environment variable (letters, digits and "
 					"'_', not starting with a digit), not hold the secret itself", deco);
 		} else {
-			error_at(c, NULL, "%s has no option %s (it takes interval, reset_at%s)", deco, quote(c, m->key),
+			mfd_error_at(c, NULL, "%s has no option %s (it takes interval, reset_at%s)", deco, quote(c, m->key),
 				signed_events ? " and secret_env" : "");
 		}
 	}
@@ -296,7 +278,7 @@ check_triggers(Compile *c)
 	if (!t)
 		return;
 	if (t->nevents == 0)
-		error_at(c, NULL, "@trigger names no event");
+		mfd_error_at(c, NULL, "@trigger names no event");
 	check_trigger_options(c, mfd_object_get(t->value, "options"), "@trigger", 1);
 	for (i = 0; i < t->nevents; i++)
 		total += t->events[i].nparams;
@@ -306,21 +288,21 @@ check_triggers(Compile *c)
 		if (!e->name)
 			continue;
 		if (!all_in(e->name, "_.-"))
-			error_at(c, NULL, "@trigger event %s: event names use only letters, digits, '_', '.' and '-'",
+			mfd_error_at(c, NULL, "@trigger event %s: event names use only letters, digits, '_', '.' and '-'",
 				quote(c, e->name));
 		for (k = 0; k < e->nparams; k++) {
 			for (j = 0; j < f->nparams && strcmp(f->params[j].name, e->params[k].key); j++)
 				;
 			if (j == f->nparams)
-				error_at(c, NULL, "@trigger event %s maps field %s to %s, which is not a Parameter of the flow",
+				mfd_error_at(c, NULL, "@trigger event %s maps field %s to %s, which is not a Parameter of the flow",
 					quote(c, e->name), quote(c, e->params[k].value), quote(c, e->params[k].key));
 			if (!all_in(e->params[k].value, "_"))
-				error_at(c, NULL, "@trigger event %s: payload field %s must use only letters, digits and '_'",
+				mfd_error_at(c, NULL, "@trigger event %s: payload field %s must use only letters, digits and '_'",
 					quote(c, e->name), quote(c, e->params[k].value));
 			for (j = 0; j < nseen && strcmp(seen[j], e->params[k].key); j++)
 				;
 			if (j < nseen)
-				error_at(c, NULL, "@trigger: parameter %s is mapped by more than one event",
+				mfd_error_at(c, NULL, "@trigger: parameter %s is mapped by more than one event",
 					quote(c, e->params[k].key));
 			else
 				seen[nseen++] = e->params[k].key;
@@ -345,7 +327,7 @@ check_finish(Compile *c)
 	if (!t)
 		return;
 	if (t->nflows == 0)
-		error_at(c, NULL, "@trigger_on_finish names no flow");
+		mfd_error_at(c, NULL, "@trigger_on_finish names no flow");
 	check_trigger_options(c, t->options, "@trigger_on_finish", 0);
 	for (i = 0; i < t->nflows; i++) {
 		u = &t->flows[i];
@@ -356,30 +338,30 @@ check_finish(Compile *c)
 		if (!u->branch && f->project)
 			u->branch = f->project->branch;
 		if (!all_in(u->flow, "_")) {
-			error_at(c, NULL, "@trigger_on_finish flow %s: flow names use only letters, digits and '_'",
+			mfd_error_at(c, NULL, "@trigger_on_finish flow %s: flow names use only letters, digits and '_'",
 				quote(c, u->flow));
 			continue;
 		}
 		if (!u->project != !u->branch) {
-			error_at(c, NULL, "@trigger_on_finish flow %s: give both project and project_branch, or use "
+			mfd_error_at(c, NULL, "@trigger_on_finish flow %s: give both project and project_branch, or use "
 				"@project on this flow (only %s is known)", quote(c, u->flow),
 				u->project ? "the project" : "the branch");
 			continue;
 		}
-		u->event = u->project ? mfd_printf(c->arena, "metaflow.%s.%s.%s.end", u->project, u->branch, u->flow)
-			: mfd_printf(c->arena, "metaflow.%s.end", u->flow);
+		u->event = mfd_event_name(c->arena, u->project ? mfd_printf(c->arena, "%s.%s.%s", u->project, u->branch,
+			u->flow) : u->flow, "end");
 		if (!all_in(u->event, "_.-"))
-			error_at(c, NULL, "@trigger_on_finish flow %s: project %s or branch %s holds a character "
+			mfd_error_at(c, NULL, "@trigger_on_finish flow %s: project %s or branch %s holds a character "
 				"event names cannot (only letters, digits, '_', '.' and '-')", quote(c, u->flow),
 				quote(c, u->project), quote(c, u->branch));
 		if (!strcmp(u->flow, f->name) && !f->project == !u->project &&
 		    (!u->project || (!strcmp(u->project, f->project->name) && !strcmp(u->branch, f->project->branch))))
-			error_at(c, NULL, "@trigger_on_finish: flow %s waits for its own runs, so every run would start "
+			mfd_error_at(c, NULL, "@trigger_on_finish: flow %s waits for its own runs, so every run would start "
 				"another one", quote(c, u->flow));
 	}
 	for (i = 0; i < f->nparams; i++)
 		if (f->params[i].required && f->params[i].dflt->kind == VAL_NULL)
-			error_at(c, NULL, "@trigger_on_finish: parameter %s is required and has no default, so a run "
+			mfd_error_at(c, NULL, "@trigger_on_finish: parameter %s is required and has no default, so a run "
 				"started by an upstream flow could not set it; give it a default", quote(c, f->params[i].name));
 }
 
@@ -396,11 +378,11 @@ check_schedule(Compile *c)
 	if (!f->cron)
 		return;
 	if (!mfd_dagster_cron(c->arena, f->cron))
-		error_at(c, NULL, "@schedule cron %s must have 5 fields, or 6 in Metaflow's form with a year",
+		mfd_error_at(c, NULL, "@schedule cron %s must have 5 fields, or 6 in Metaflow's form with a year",
 			quote(c, f->cron));
 	for (i = 0; i < f->nparams; i++)
 		if (f->params[i].required && f->params[i].dflt->kind == VAL_NULL)
-			error_at(c, NULL, "@schedule: parameter %s is required and has no default, so a scheduled run "
+			mfd_error_at(c, NULL, "@schedule: parameter %s is required and has no default, so a scheduled run "
 				"could not set it; give it a default", quote(c, f->params[i].name));
 }
 
@@ -415,36 +397,36 @@ check_step(Compile *c, Step *s)
 
 	if (s->nnext < (size_t)min || (max != MANY && s->nnext > (size_t)max)) {
 		if (max == 0)
-			error_at(c, s, "%s steps have no next step, found %zu", kind, s->nnext);
+			mfd_error_at(c, s, "%s steps have no next step, found %zu", kind, s->nnext);
 		else if (min == max)
-			error_at(c, s, "%s steps have exactly %d next step, found %zu", kind, min, s->nnext);
+			mfd_error_at(c, s, "%s steps have exactly %d next step, found %zu", kind, min, s->nnext);
 		else
-			error_at(c, s, "%s steps have at least %d next steps, found %zu", kind, min, s->nnext);
+			mfd_error_at(c, s, "%s steps have at least %d next steps, found %zu", kind, min, s->nnext);
 	}
 	if (s->kind == STEP_SPLIT || s->kind == STEP_FOREACH) {
 		if (!s->join.name)
-			error_at(c, s, "%s steps need a matching_join", kind);
+			mfd_error_at(c, s, "%s steps need a matching_join", kind);
 		else if (s->join.step && s->join.step->kind != STEP_JOIN)
-			error_at(c, s, "matching_join names %s, which is not a join step", quote(c, s->join.name));
+			mfd_error_at(c, s, "matching_join names %s, which is not a join step", quote(c, s->join.name));
 	}
 	if (s->kind == STEP_FOREACH && s->parallel)
-		error_at(c, s, "@parallel foreach (num_parallel=%d) is not supported", s->num_parallel);
+		mfd_error_at(c, s, "@parallel foreach (num_parallel=%d) is not supported", s->num_parallel);
 	else if (s->kind == STEP_FOREACH && !s->foreach_var)
-		error_at(c, s, "foreach steps need a foreach_var");
+		mfd_error_at(c, s, "foreach steps need a foreach_var");
 	if (s->kind == STEP_SWITCH && !s->condition)
-		error_at(c, s, "split-switch steps need a switch");
+		mfd_error_at(c, s, "split-switch steps need a switch");
 	else if (s->kind == STEP_SWITCH && s->ncases == 0)
-		error_at(c, s, "switch has no cases");
+		mfd_error_at(c, s, "switch has no cases");
 	else if (s->kind != STEP_SWITCH && s->condition)
-		error_at(c, s, "switch must be null for %s steps", kind);
+		mfd_error_at(c, s, "switch must be null for %s steps", kind);
 	for (i = 0; i < s->ncases; i++)
 		if (s->cases[i].to.step && !goes_to(s, s->cases[i].to.step))
-			error_at(c, s, "switch case %s goes to %s, which is not in next", quote(c, s->cases[i].value),
+			mfd_error_at(c, s, "switch case %s goes to %s, which is not in next", quote(c, s->cases[i].value),
 				quote(c, s->cases[i].to.name));
 	for (i = 0; i < s->nparents; i++) {
 		t = s->parents[i].step;
 		if (t && t->kind != STEP_SPLIT && t->kind != STEP_FOREACH)
-			error_at(c, s, "split_parents names %s, which is not a split or foreach step", quote(c, t->name));
+			mfd_error_at(c, s, "split_parents names %s, which is not a split or foreach step", quote(c, t->name));
 	}
 }
 
@@ -478,16 +460,16 @@ check_in_funcs(Compile *c)
 			for (j = 0; j < k && s->in[j].step != t; j++)
 				;
 			if (j < k)
-				error_at(c, s, "in_funcs names '%s' twice", t->name);
+				mfd_error_at(c, s, "in_funcs names '%s' twice", t->name);
 			else if (!goes_to(t, s))
-				error_at(c, s, "in_funcs names '%s', whose next does not include this step", t->name);
+				mfd_error_at(c, s, "in_funcs names '%s', whose next does not include this step", t->name);
 		}
 		for (k = 0; k < s->nnext; k++) {
 			t = s->next[k].step;
 			for (j = 0; j < k && s->next[j].step != t; j++)
 				;
 			if (j == k && t != s && !comes_from(t, s))
-				error_at(c, s, "next names '%s', whose in_funcs does not include this step", t->name);
+				mfd_error_at(c, s, "next names '%s', whose in_funcs does not include this step", t->name);
 		}
 	}
 }
@@ -503,7 +485,7 @@ report_cycle(Compile *c, Step **stack, size_t n)
 	for (i = 0; i < n; i++)
 		mfd_sb_printf(&path, "%s -> ", stack[i]->name);
 	mfd_sb_puts(&path, stack[0]->name);
-	error_at(c, stack[n - 1], "next step '%s' closes the loop %s; the only loop allowed is a switch case back to "
+	mfd_error_at(c, stack[n - 1], "next step '%s' closes the loop %s; the only loop allowed is a switch case back to "
 		"its own step", stack[0]->name, mfd_sb_str(&path));
 }
 
@@ -565,7 +547,7 @@ check_joins(Compile *c)
 		s = &f->steps[i];
 		for (k = 0; k < s->ncases; k++)
 			if (s->cases[k].to.step->kind == STEP_JOIN)
-				error_at(c, s, "switch case %s goes straight into join '%s': a conditional path cannot lead "
+				mfd_error_at(c, s, "switch case %s goes straight into join '%s': a conditional path cannot lead "
 					"directly to a join step; add an unconditional step on that path before the join",
 					quote(c, s->cases[k].value), s->cases[k].to.name);
 	}
@@ -614,13 +596,13 @@ mfd_check(Compile *c)
 	resolved &= resolve(c, NULL, &f->end, "end_step");
 	end = f->end.step;
 	if (end && end->kind != STEP_END)
-		error_at(c, end, "end_step names this step, whose type is %s, not end", mfd_step_kind_name(end->kind));
+		mfd_error_at(c, end, "end_step names this step, whose type is %s, not end", mfd_step_kind_name(end->kind));
 	check_decorators(c, NULL, f->decos, f->ndecos);
 	check_triggers(c);
 	check_finish(c);
 	check_schedule(c);
 	if (f->settings.environment && strcmp(f->settings.environment, "local") != 0)
-		error_at(c, NULL, "--environment=%s is not supported: %s", f->settings.environment, NEEDS_ENVIRONMENT);
+		mfd_error_at(c, NULL, "--environment=%s is not supported: %s", f->settings.environment, NEEDS_ENVIRONMENT);
 	for (i = 0; i < f->nsteps; i++) {
 		resolved &= resolve_step(c, &f->steps[i]);
 		check_step(c, &f->steps[i]);
@@ -691,14 +673,14 @@ mfd_check_many(Compile *units, size_t n)
 		for (j = 0; j < i; j++) {
 			g = units[j].flow;
 			if (strcmp(f->job_name, g->job_name) == 0) {
-				error_at(&units[i], NULL, "job name %s is already the job of flow %zu, %s (%s): a file cannot "
+				mfd_error_at(&units[i], NULL, "job name %s is already the job of flow %zu, %s (%s): a file cannot "
 					"hold two jobs of one name", quote(&units[i], f->job_name), j + 1, g->name, g->file);
 				break;
 			}
 		}
 		g = units[0].flow;
 		if ((why = settings_differ(&units[i], &g->settings, &f->settings)))
-			error_at(&units[i], NULL, "its Metaflow settings differ from those of flow '%s' (%s); the flows of "
+			mfd_error_at(&units[i], NULL, "its Metaflow settings differ from those of flow '%s' (%s); the flows of "
 				"one file run with one Metaflow configuration: deploy them with the same top-level options",
 				g->name, why);
 	}

@@ -10,7 +10,8 @@
  *     /src/b.py: error: flow 'BFlow': flow 'AFlow' (/src/a.py) has the same job name 'BFlow'
  *
  * The flow part appears only in a compile of several flows, where each flow reports into its own Diags
- * labelled with the flow (Diags.flow).
+ * labelled with the flow (Diags.flow). The reader reports at the path of a field; the later passes report at a
+ * step or at the flow with mfd_error_at.
  */
 #include <stdio.h>
 #include <string.h>
@@ -58,6 +59,29 @@ mfd_diag(Diags *d, MfdSeverity sev, const char *step, const char *file, int line
 	d->n++;
 	if (sev == MFD_ERROR)
 		d->nerrors++;
+}
+
+/*
+ * Reports an error of flow c at step s, or at the flow (its file) when s is NULL: the error every pass after
+ * the reader reports. The step's name is shown as is when it prints safely on one line (mfd_quote
+ * single-quotes it), else as its escaped literal.
+ */
+void
+mfd_error_at(Compile *c, const Step *s, const char *fmt, ...)
+{
+	const char *name = NULL;
+	va_list ap;
+	char *msg;
+
+	va_start(ap, fmt);
+	msg = mfd_vprintf(c->arena, fmt, ap);
+	va_end(ap);
+	if (s) {
+		name = mfd_quote(c->arena, s->name, strlen(s->name));
+		if (*name == '\'')
+			name = s->name;
+	}
+	mfd_diag(&c->diags, MFD_ERROR, name, s ? s->file : c->flow->file, s ? s->line : 0, "%s", msg);
 }
 
 const char *

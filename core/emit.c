@@ -1,15 +1,17 @@
 /*
  * emit.c: prints the plans as the generated Python module (docs/codegen.md, "The emitted file").
  *
- * The file of one flow reads top to bottom: a banner, the dagster import, the FLOW literal, the runtime pasted
- * verbatim, one @op per step in topological order, the barrier ops, the @job and the Definitions. A file of
- * several flows has the banner, the import and the runtime once, then one section per flow (its literal,
- * runtime object, ops, barriers, job and schedule) and one Definitions for them all. Lowering decided every
- * name and expression; this file only lays them out, so the same plans always give the same bytes.
+ * The file of one flow reads top to bottom: a banner, the imports (the runtime's top-level imports, then the
+ * file's own from dagster), the FLOW literal, the rest of the runtime pasted verbatim, one @op per step in
+ * topological order, the barrier ops, the @job and the Definitions. A file of several flows has the banner, the
+ * imports and the runtime once, then one section per flow (its literal, runtime object, ops, barriers, job and
+ * schedule) and one Definitions for them all. Lowering decided every name, value and expression (also those the
+ * FLOW literal hands the runtime: sensor names, config schema, emitted events); this file only lays them out,
+ * so the same plans always give the same bytes.
  *
  * IR text appears inside Python literals written by the StrBuf helpers, except the flow's and the steps' names
  * and files in comments and the job name in its def line, which lowering checked are safe there. FLOW's keys
- * come in the order of docs/ir.md's tables; free-form values (parameter defaults, env) keep the IR's order.
+ * come in a fixed order (docs/codegen.md); free-form values (parameter defaults, env) keep the IR's order.
  * Appends are not checked one by one: the StrBuf's sticky flag records a failure, and the driver looks at it
  * once.
  */
@@ -115,11 +117,6 @@ pairs(StrBuf *o, const StrPair *v, size_t n)
 static void
 emit_params(StrBuf *o, const Flow *f)
 {
-	static const char *const types[] = {
-#define X(type, name) name,
-		PARAM_TYPES(X)
-#undef X
-	};
 	const Param *p;
 	size_t i;
 
@@ -134,7 +131,7 @@ emit_params(StrBuf *o, const Flow *f)
 		mfd_sb_puts(o, "{");
 		key_str(o, "name", p->name, 1);
 		key_str(o, "var", p->var, 0);
-		key_str(o, "type", types[p->type], 0);
+		key_str(o, "type", mfd_param_type_name(p->type), 0);
 		key(o, "default", 0);
 		mfd_sb_pyvalue(o, p->dflt);
 		key_bool(o, "required", p->required, 0);
@@ -143,6 +140,41 @@ emit_params(StrBuf *o, const Flow *f)
 	}
 	mfd_sb_indent(o, -1);
 	mfd_sb_puts(o, "],\n");
+}
+
+/*
+ * FLOW["config_schema"]: the start op's launchpad, one field per Parameter by name: the Dagster config type
+ * and the keywords of its dagster.Field (default_value, or is_required without a default; description).
+ */
+static void
+emit_config_schema(StrBuf *o, const Plan *p)
+{
+	const PlanParam *pp;
+	size_t i;
+
+	if (p->nparams == 0) {
+		mfd_sb_puts(o, "\"config_schema\": {},\n");
+		return;
+	}
+	mfd_sb_puts(o, "\"config_schema\": {\n");
+	mfd_sb_indent(o, 1);
+	for (i = 0; i < p->nparams; i++) {
+		pp = &p->params[i];
+		str(o, pp->param->name);
+		mfd_sb_puts(o, ": {");
+		key_str(o, "type", pp->type, 1);
+		if (pp->dflt) {
+			key(o, "default_value", 0);
+			mfd_sb_pyvalue(o, pp->dflt);
+		} else {
+			key_bool(o, "is_required", pp->required, 0);
+		}
+		if (pp->description)
+			key_str(o, "description", pp->description, 0);
+		mfd_sb_puts(o, "},\n");
+	}
+	mfd_sb_indent(o, -1);
+	mfd_sb_puts(o, "},\n");
 }
 
 static void
@@ -220,7 +252,7 @@ emit_project(StrBuf *o, const Project *p)
  * with the payload fields it must carry (Argo's filters) and type "run", so current.trigger.run works.
  */
 static void
-emit_finish(StrBuf *o, const Finish *t)
+emit_finish(StrBuf *o, const Finish *t, const PlanSensor *sn)
 {
 	const Upstream *u;
 	size_t i;
@@ -249,11 +281,56 @@ emit_finish(StrBuf *o, const Finish *t)
 	}
 	mfd_sb_indent(o, -1);
 	mfd_sb_puts(o, "], \"options\": ");
-	mfd_sb_pyvalue(o, t->options);
+	mfd_sb_pyvalue(o, sn->options);
 	mfd_sb_puts(o, "},\n");
 }
 
-/* FLOW["steps"]: what the runtime needs of each step, in topological order. */
+/* FLOW["triggers"]: @trigger's events as the IR gives them, and its options as lowering set them. */
+static void
+emit_triggers(StrBuf *o, const Triggers *t, const PlanSensor *sn)
+{
+	mfd_sb_puts(o, "\"triggers\": ");
+	if (!t) {
+		mfd_sb_puts(o, "None,\n");
+		return;
+	}
+	mfd_sb_puts(o, "{\"events\": ");
+	mfd_sb_pyvalue(o, mfd_object_get(t->value, "events"));
+	mfd_sb_puts(o, ", \"options\": ");
+	mfd_sb_pyvalue(o, sn->options);
+	mfd_sb_puts(o, "},\n");
+}
+
+/* Appends the line `"key": {"name": ..., "description": ...},` of the sensor sn. */
+static void
+emit_sensor(StrBuf *o, const char *k, const PlanSensor *sn)
+{
+	key(o, k, 1);
+	mfd_sb_puts(o, "{");
+	key_str(o, "name", sn->name, 1);
+	key_str(o, "description", sn->description, 0);
+	mfd_sb_puts(o, "},\n");
+}
+
+/* FLOW["sensors"]: the name and description of each sensor, by the FLOW key of the events it waits for. */
+static void
+emit_sensors_literal(StrBuf *o, const Plan *p)
+{
+	if (!p->trigger && !p->finish) {
+		mfd_sb_puts(o, "\"sensors\": {},\n");
+		return;
+	}
+	mfd_sb_puts(o, "\"sensors\": {\n");
+	mfd_sb_indent(o, 1);
+	if (p->trigger)
+		emit_sensor(o, "triggers", p->trigger);
+	if (p->finish)
+		emit_sensor(o, "finish_triggers", p->finish);
+	mfd_sb_indent(o, -1);
+	mfd_sb_puts(o, "},\n");
+}
+
+/* FLOW["steps"]: what the runtime needs of each step, in topological order, with the events its tasks publish. */
 static void
 emit_steps(StrBuf *o, const Plan *p)
 {
@@ -282,6 +359,7 @@ emit_steps(StrBuf *o, const Plan *p)
 		key_int(o, "timeout", s->timeout_seconds, 0);
 		key(o, "env", 0);
 		pairs(o, s->env, s->nenv);
+		key_strs(o, "emits", op->emits, op->nemits, 0);
 		mfd_sb_puts(o, "},\n");
 	}
 	mfd_sb_indent(o, -1);
@@ -320,22 +398,123 @@ emit_flow(StrBuf *o, const Flow *f, const Plan *p)
 	}
 	emit_project(o, f->project);
 	emit_params(o, f);
+	emit_config_schema(o, p);
 	emit_configs(o, f);
 	emit_settings(o, &f->settings);
 	emit_options(o, &f->options);
-	mfd_sb_puts(o, "\"triggers\": ");
-	if (f->triggers)
-		mfd_sb_pyvalue(o, f->triggers->value);
-	else
-		mfd_sb_puts(o, "None");
-	mfd_sb_puts(o, ",\n");
-	emit_finish(o, f->finish);
+	emit_triggers(o, f->triggers, p->trigger);
+	emit_finish(o, f->finish, p->finish);
+	emit_sensors_literal(o, p);
 	emit_steps(o, p);
 	mfd_sb_indent(o, -1);
 	mfd_sb_puts(o, "}\n\n");
 }
 
 /* The header, the runtime */
+
+/* The runtime source, in three parts: the file puts its imports at the top, and the rest where it is pasted. */
+typedef struct Runtime {
+	const char *head;    /* what comes before the imports: the docstring and comments */
+	size_t nhead;
+	const char *imports; /* the top-level import statements that follow, one after another */
+	size_t nimports;
+	const char *tail;    /* everything after them */
+	size_t ntail;
+} Runtime;
+
+/* The index just past the end of the line at i in s (its '\n' included). */
+static size_t
+line_end(const char *s, size_t i)
+{
+	const char *nl = strchr(s + i, '\n');
+
+	return nl ? (size_t)(nl - s) + 1 : i + strlen(s + i);
+}
+
+/* Moves *i past blank lines and comment lines. */
+static void
+skip_blank(const char *s, size_t *i)
+{
+	size_t k;
+
+	while (s[*i]) {
+		k = *i + strspn(s + *i, " \t\r");
+		if (s[k] != '\n' && s[k] != '#' && s[k])
+			return;
+		*i = line_end(s, *i);
+	}
+}
+
+/* Moves *i past a docstring that starts at it ("""...""" or '''...''', maybe with an r or u prefix). */
+static void
+skip_docstring(const char *s, size_t *i)
+{
+	size_t k = *i + (strchr("rRuU", s[*i]) && s[*i] ? 1 : 0);
+	const char *q, *end;
+
+	if (strncmp(s + k, "\"\"\"", 3) != 0 && strncmp(s + k, "'''", 3) != 0)
+		return;
+	q = strncmp(s + k, "\"\"\"", 3) == 0 ? "\"\"\"" : "'''";
+	for (end = s + k + 3; (end = strstr(end, q)) && end[-1] == '\\'; end++)
+		;
+	if (end)
+		*i = line_end(s, (size_t)(end - s) + 3);
+}
+
+/*
+ * Moves *i past the import statement that starts at it: its line, and the lines after it while a parenthesis
+ * is open or a line ends with a backslash. Returns 0, moving nothing, when no import statement starts at *i.
+ */
+static int
+skip_import(const char *s, size_t *i)
+{
+	size_t k = *i, e;
+	int depth = 0, more;
+
+	if (strncmp(s + k, "import ", 7) != 0 && strncmp(s + k, "from ", 5) != 0)
+		return 0;
+	do {
+		e = line_end(s, k);
+		more = 0;
+		for (; k < e && s[k] != '#'; k++) {
+			depth += (s[k] == '(') - (s[k] == ')');
+			more = s[k] == '\\' ? 1 : (s[k] == ' ' || s[k] == '\t' || s[k] == '\r' || s[k] == '\n') ? more : 0;
+		}
+		k = e;
+	} while ((depth > 0 || more) && s[k]);
+	*i = k;
+	return 1;
+}
+
+/*
+ * Splits the runtime source: the import statements at its top level that follow its docstring, comments and
+ * blank lines, up to the first other statement, go to the top of the file (STYLE: banner, imports, then the
+ * rest), and the rest is pasted where the runtime goes. A runtime that does not start that way is pasted
+ * whole. The generated file then reads as the runtime does: every name it imports is imported before use.
+ */
+static Runtime
+split_runtime(const char *rt)
+{
+	Runtime r = {rt, 0, rt, 0, rt, strlen(rt)};
+	size_t i = 0, from, to;
+
+	skip_blank(rt, &i);
+	skip_docstring(rt, &i);
+	skip_blank(rt, &i);
+	from = to = i;
+	while (skip_import(rt, &i)) {
+		to = i;
+		skip_blank(rt, &i);
+	}
+	if (to == from)
+		return r;
+	r.nhead = from;
+	r.imports = rt + from;
+	r.nimports = to - from;
+	r.tail = rt + to;
+	r.ntail = strlen(rt + to);
+	return r;
+}
 
 /* Appends "N steps become N ops", and the barrier ops when there are any. */
 static void
@@ -346,10 +525,27 @@ emit_op_count(StrBuf *o, const Plan *p)
 		mfd_sb_printf(o, ", plus %zu barrier ops for nested foreach levels", p->nbarriers);
 }
 
-/* Appends the imports, the schedule's only with a schedule: has_cron. */
+/* Appends the n bytes at s without the newlines (and blank lines) at either end. */
 static void
-emit_imports(StrBuf *o, int has_cron)
+put_trimmed(StrBuf *o, const char *s, size_t n)
 {
+	while (n > 0 && (*s == '\n' || *s == '\r')) {
+		s++;
+		n--;
+	}
+	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t'))
+		n--;
+	mfd_sb_putn(o, s, n);
+}
+
+/* Appends the imports: the runtime's, then the file's own, the schedule's only with a schedule: has_cron. */
+static void
+emit_imports(StrBuf *o, const Runtime *rt, int has_cron)
+{
+	if (rt->nimports) {
+		put_trimmed(o, rt->imports, rt->nimports);
+		mfd_sb_puts(o, "\n");
+	}
 	mfd_sb_puts(o, "from dagster import Definitions, DynamicOut, Out, RetryPolicy, job, op\n");
 	if (has_cron)
 		mfd_sb_puts(o, "from dagster import DefaultScheduleStatus, ScheduleDefinition\n");
@@ -357,7 +553,7 @@ emit_imports(StrBuf *o, int has_cron)
 }
 
 static void
-emit_banner(StrBuf *o, const Flow *f, const Plan *p)
+emit_banner(StrBuf *o, const Flow *f, const Plan *p, const Runtime *rt)
 {
 	mfd_sb_printf(o, "# Dagster definitions for the Metaflow flow %s, job %s.\n", f->name, f->job_name);
 	mfd_sb_printf(o, "# Generated by metaflow-dagster %s from IR version %d. Do not edit; regenerate with:\n",
@@ -365,12 +561,12 @@ emit_banner(StrBuf *o, const Flow *f, const Plan *p)
 	mfd_sb_printf(o, "#   python %s dagster create <this file>\n# ", f->file);
 	emit_op_count(o, p);
 	mfd_sb_puts(o, ".\n\n");
-	emit_imports(o, f->cron != NULL);
+	emit_imports(o, rt, f->cron != NULL);
 }
 
 /* The banner of a file of several flows: each flow with its job, and the create command that writes it. */
 static void
-emit_banner_many(StrBuf *o, const Compile *units, size_t n)
+emit_banner_many(StrBuf *o, const Compile *units, size_t n, const Runtime *rt)
 {
 	int has_cron = 0;
 	size_t i;
@@ -388,19 +584,21 @@ emit_banner_many(StrBuf *o, const Compile *units, size_t n)
 	for (i = 1; i < n; i++)
 		mfd_sb_printf(o, " \\\n#       --add-flow %s", units[i].flow->file);
 	mfd_sb_puts(o, "\n\n");
-	emit_imports(o, has_cron);
+	emit_imports(o, rt, has_cron);
 }
 
-/* Pastes the runtime source without its trailing newlines, between two marker comments. */
+/*
+ * Pastes the runtime source between two marker comments, without its imports (at the top of the file) and
+ * without blank lines at either end: its head, a blank line, and its tail.
+ */
 static void
-emit_runtime(StrBuf *o, const char *runtime)
+emit_runtime(StrBuf *o, const Runtime *rt)
 {
-	size_t n = strlen(runtime);
-
-	while (n > 0 && runtime[n - 1] == '\n')
-		n--;
 	mfd_sb_puts(o, "# ---- embedded runtime: metaflow_dagster/runtime.py ----\n");
-	mfd_sb_putn(o, runtime, n);
+	put_trimmed(o, rt->head, rt->nhead);
+	if (rt->nhead && strspn(rt->head, "\r\n") < rt->nhead && rt->ntail)
+		mfd_sb_puts(o, "\n\n");
+	put_trimmed(o, rt->tail, rt->ntail);
 	mfd_sb_puts(o, "\n# ---- end of embedded runtime ----\n\n");
 }
 
@@ -413,29 +611,19 @@ emit_runtime_object(StrBuf *o, const Plan *p)
 
 /* Ops */
 
-static const char *
-base_name(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-
-	return slash ? slash + 1 : path;
-}
-
 /* Appends the @op keyword arguments that only some ops have: config, retries and outputs. */
 static void
 emit_op_options(StrBuf *o, const Compile *c, const PlanOp *op)
 {
 	const Step *s = op->step;
-	long long retries = (long long)s->user_retries + s->error_retries;
-	long long delay = (long long)s->minutes_between * 60;
 	size_t k;
 
 	if (s == c->flow->start.step)
 		mfd_sb_printf(o, "config_schema=%s.param_schema(),\n", c->plan->rt);
-	if (retries) {
-		mfd_sb_printf(o, "retry_policy=RetryPolicy(max_retries=%lld", retries);
-		if (delay)
-			mfd_sb_printf(o, ", delay=%lld", delay);
+	if (op->max_retries) {
+		mfd_sb_printf(o, "retry_policy=RetryPolicy(max_retries=%lld", op->max_retries);
+		if (op->retry_delay)
+			mfd_sb_printf(o, ", delay=%lld", op->retry_delay);
 		mfd_sb_puts(o, "),\n");
 	}
 	if (op->form == OP_FAN_OUT)
@@ -446,7 +634,7 @@ emit_op_options(StrBuf *o, const Compile *c, const PlanOp *op)
 			if (k)
 				mfd_sb_puts(o, ", ");
 			str(o, op->targets[k]);
-			mfd_sb_printf(o, ": Out(is_required=%s)", s->depth == 0 ? "False" : "True");
+			mfd_sb_printf(o, ": Out(is_required=%s)", op->optional ? "False" : "True");
 		}
 		mfd_sb_puts(o, "},\n");
 	}
@@ -457,10 +645,9 @@ static void
 emit_op(StrBuf *o, const Compile *c, const PlanOp *op)
 {
 	const Step *s = op->step;
-	const char *where = mfd_printf(c->arena, "%s:%d", base_name(s->file), s->line);
 	size_t k;
 
-	mfd_sb_printf(o, "# step '%s' (%s): %s", s->name, where, mfd_step_kind_name(s->kind));
+	mfd_sb_printf(o, "# step '%s' (%s): %s", s->name, op->where, mfd_step_kind_name(s->kind));
 	if (s->depth)
 		mfd_sb_printf(o, ", level %d", s->depth);
 	mfd_sb_puts(o, "\n@op(\n");
@@ -468,7 +655,7 @@ emit_op(StrBuf *o, const Compile *c, const PlanOp *op)
 	mfd_sb_puts(o, "name=");
 	str(o, op->name);
 	mfd_sb_puts(o, ",\ndescription=");
-	str(o, mfd_printf(c->arena, "Metaflow step '%s' (%s)", s->name, where));
+	str(o, mfd_printf(c->arena, "Metaflow step '%s' (%s)", s->name, op->where));
 	mfd_sb_puts(o, ",\ntags={");
 	key_str(o, "metaflow/step", s->name, 1);
 	for (k = 0; k < s->nresources; k++)
@@ -489,7 +676,7 @@ emit_op(StrBuf *o, const Compile *c, const PlanOp *op)
 	if (op->form == OP_SWITCH) {
 		mfd_sb_puts(o, ", ");
 		str_list(o, op->targets, op->ntargets);
-		mfd_sb_printf(o, ", optional=%s", s->depth == 0 ? "True" : "False");
+		mfd_sb_printf(o, ", optional=%s", op->optional ? "True" : "False");
 	}
 	mfd_sb_puts(o, ")\n");
 	mfd_sb_indent(o, -1);
@@ -575,11 +762,11 @@ emit_schedule(StrBuf *o, const Flow *f, const Plan *p)
 	mfd_sb_puts(o, "\n\n# @schedule: Metaflow's cron ");
 	str(o, f->cron);
 	mfd_sb_printf(o, ", running as soon as it is deployed\n%s = ScheduleDefinition(\n    name=", p->schedule);
-	str(o, mfd_printf(o->arena, "%s_schedule", p->job));
+	str(o, p->schedule_name);
 	mfd_sb_printf(o, ",\n    job=%s,\n    cron_schedule=", p->job);
-	str(o, mfd_dagster_cron(o->arena, f->cron));
+	str(o, p->cron);
 	mfd_sb_puts(o, ",\n    execution_timezone=");
-	str(o, f->timezone ? f->timezone : "UTC");
+	str(o, p->timezone);
 	mfd_sb_puts(o, ",\n    default_status=DefaultScheduleStatus.RUNNING,\n)");
 }
 
@@ -767,19 +954,20 @@ void
 mfd_emit(StrBuf *o, const Compile *units, size_t n, const char *runtime)
 {
 	const Compile *c = &units[0];
+	Runtime rt = split_runtime(runtime);
 	size_t i;
 
 	if (n == 1) {
-		emit_banner(o, c->flow, c->plan);
+		emit_banner(o, c->flow, c->plan, &rt);
 		emit_flow(o, c->flow, c->plan);
-		emit_runtime(o, runtime);
+		emit_runtime(o, &rt);
 		emit_runtime_object(o, c->plan);
 		emit_ops_and_job(o, c);
 		emit_definitions(o, c->flow, c->plan);
 		return;
 	}
-	emit_banner_many(o, units, n);
-	emit_runtime(o, runtime);
+	emit_banner_many(o, units, n, &rt);
+	emit_runtime(o, &rt);
 	for (i = 0; i < n; i++)
 		emit_section(o, &units[i]);
 	emit_definitions_many(o, units, n);

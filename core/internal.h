@@ -49,16 +49,20 @@ typedef enum StepKind {
 #undef X
 } StepKind;
 
+/*
+ * Parameter types: the IR's name, and the Dagster config type of the start op's launchpad field. A json
+ * Parameter's field takes JSON text, a file Parameter's the descriptor text of the uploaded file.
+ */
 #define PARAM_TYPES(X) \
-	X(PARAM_STR,   "str") \
-	X(PARAM_INT,   "int") \
-	X(PARAM_FLOAT, "float") \
-	X(PARAM_BOOL,  "bool") \
-	X(PARAM_JSON,  "json") \
-	X(PARAM_FILE,  "file")
+	X(PARAM_STR,   "str",   "String") \
+	X(PARAM_INT,   "int",   "Int") \
+	X(PARAM_FLOAT, "float", "Float") \
+	X(PARAM_BOOL,  "bool",  "Bool") \
+	X(PARAM_JSON,  "json",  "String") \
+	X(PARAM_FILE,  "file",  "String")
 
 typedef enum ParamType {
-#define X(type, name) type,
+#define X(type, name, dagster) type,
 	PARAM_TYPES(X)
 #undef X
 } ParamType;
@@ -147,6 +151,7 @@ void mfd_sb_printf(StrBuf *sb, const char *fmt, ...) MFD_PRINTF(2, 3);
 void mfd_sb_indent(StrBuf *sb, int delta);
 void mfd_sb_pystr(StrBuf *sb, const char *s, size_t n);
 void mfd_sb_pyvalue(StrBuf *sb, const MfdValue *v);
+void mfd_sb_json(StrBuf *sb, const MfdValue *v);
 const char *mfd_sb_str(StrBuf *sb);
 const char *mfd_quote(MfdArena *a, const char *s, size_t n);
 
@@ -164,6 +169,7 @@ typedef struct Diags {
 void mfd_diags_init(Diags *d, MfdArena *a);
 void mfd_diag(Diags *d, MfdSeverity sev, const char *step, const char *file, int line, const char *fmt, ...)
 	MFD_PRINTF(6, 7);
+void mfd_error_at(Compile *c, const Step *s, const char *fmt, ...) MFD_PRINTF(3, 4);
 
 /* value.c */
 
@@ -376,6 +382,8 @@ typedef struct Flow {
 } Flow;
 
 const char *mfd_step_kind_name(StepKind k);
+const char *mfd_param_type_name(ParamType t);
+const char *mfd_param_config_type(ParamType t);
 int mfd_read_ir(Compile *c);
 
 /* check.c */
@@ -389,15 +397,21 @@ int mfd_check_many(Compile *units, size_t n);
 
 /* names.c */
 
+/*
+ * A name of kind k for s is prefix, s and suffix, made a Python identifier (mfd_name). The sensor kinds name a
+ * job's sensors: s is the job name, and the suffix is followed by the names of what the sensor waits for,
+ * joined by "_and_" (mfd_sensor_name).
+ */
 #define NAME_KINDS(X) \
-	X(NAME_OP,       "op_",      "")          /* the @op function of a step */ \
-	X(NAME_FANOUT,   "fanout__", "")          /* the barrier op (and its function) fanning out a nested foreach */ \
-	X(NAME_GATHER,   "gather__", "")          /* the barrier op (and its function) regrouping a step's inputs */ \
-	X(NAME_JOB,      "",         "")          /* the @job */ \
-	X(NAME_SCHEDULE, "",         "_schedule") /* the schedule of the job */ \
-	X(NAME_SENSOR,   "",         "_sensor")   /* the event sensor of the job */ \
-	X(NAME_FLOW,     "FLOW_",    "")          /* the FLOW literal of a job in a file of several flows */ \
-	X(NAME_RUNTIME,  "mf_",      "")          /* the runtime object of a job in a file of several flows */
+	X(NAME_OP,            "op_",      "")          /* the @op function of a step */ \
+	X(NAME_FANOUT,        "fanout__", "")          /* the barrier op (and its function) fanning out a nested foreach */ \
+	X(NAME_GATHER,        "gather__", "")          /* the barrier op (and its function) regrouping a step's inputs */ \
+	X(NAME_JOB,           "",         "")          /* the @job, and the Dagster job */ \
+	X(NAME_SCHEDULE,      "",         "_schedule") /* the Dagster schedule of the job (and its variable when shared) */ \
+	X(NAME_EVENT_SENSOR,  "",         "_on_")      /* the @trigger sensor: <job>_on_<event>_and_<event> */ \
+	X(NAME_FINISH_SENSOR, "",         "_after_")   /* the @trigger_on_finish sensor: <job>_after_<Flow>_and_<Flow> */ \
+	X(NAME_FLOW,          "FLOW_",    "")          /* the FLOW literal of a job in a file of several flows */ \
+	X(NAME_RUNTIME,       "mf_",      "")          /* the runtime object of a job in a file of several flows */
 
 typedef enum NameKind {
 #define X(kind, prefix, suffix) kind,
@@ -405,9 +419,13 @@ typedef enum NameKind {
 #undef X
 } NameKind;
 
+#define MFD_MAX_SENSOR_NAME 200 /* bytes of a sensor name; a longer one is cut */
+
 int mfd_is_identifier(const char *s);
 const char *mfd_dagster_cron(MfdArena *a, const char *cron);
 const char *mfd_name(MfdArena *a, NameKind k, const char *s);
+const char *mfd_sensor_name(MfdArena *a, NameKind k, const char *job, const char *const *names, size_t n);
+const char *mfd_event_name(MfdArena *a, const char *flow, const char *step);
 
 /* lower.c */
 
@@ -446,12 +464,19 @@ typedef struct PlanOp {
 	OpForm form;
 	const char *name;        /* the Dagster op name: the step's name after Plan.prefix */
 	const char *fn;          /* the op function, op_<prefix><step> */
+	const char *where;       /* "file:line" of the step, the file without its directory */
+	long long max_retries;   /* the RetryPolicy's max_retries: @retry's and @catch's attempts; 0: no policy */
+	long long retry_delay;   /* the RetryPolicy's delay in seconds; 0: none */
+	const char **emits;      /* the events a successful task publishes (metaflow.<flow>.<step>, the end alias) */
+	size_t nemits;
 	struct PlanOp **parents; /* in_funcs without the step itself, in the IR's order */
 	size_t nparents;
 	const char **inputs;     /* the op function's parameters after context */
 	size_t ninputs;
 	const char **targets;    /* split-switch: the distinct case targets other than the step, in case order */
 	size_t ntargets;
+	int optional;            /* split-switch at level 0: only the chosen output is yielded and Dagster skips the
+	                            others; inside a foreach every output is yielded, the others with a dead token */
 	const char **outputs;    /* the job variables the call assigns: the step, or <switch>__<target> per target */
 	size_t noutputs;
 	const char **args;       /* the call's arguments in the job body */
@@ -476,6 +501,22 @@ typedef struct Segment {
 	size_t nouts;
 } Segment;
 
+/* A sensor of the job: what the runtime makes it from (FLOW["sensors"], and the options of its events). */
+typedef struct PlanSensor {
+	const char *name;        /* the Dagster sensor name, NAME_EVENT_SENSOR or NAME_FINISH_SENSOR */
+	const char *description;
+	const MfdValue *options; /* the decorator's options, reset_at in Dagster's form: {"cron", "timezone"} */
+} PlanSensor;
+
+/* The launchpad field of a Parameter: the keywords of its dagster.Field (FLOW["config_schema"]). */
+typedef struct PlanParam {
+	const Param *param;
+	const char *type;        /* the Dagster config type, PARAM_TYPES */
+	const MfdValue *dflt;    /* default_value, or NULL when none: a json Parameter's is its JSON text */
+	int required;            /* is_required, given only without a default */
+	const char *description; /* the help, or NULL when it is empty */
+} PlanParam;
+
 struct Plan {
 	PlanOp *ops;             /* one per step, in topological order */
 	size_t nops;
@@ -489,6 +530,13 @@ struct Plan {
 	const char *rt;          /* the runtime object the ops call: mf, or mf_<job> */
 	const char *schedule;    /* the schedule variable: schedule, or <job>_schedule */
 	const char *start_op;    /* the Dagster op name of the start step */
+	const char *schedule_name; /* @schedule: the Dagster schedule name, <job>_schedule; NULL without */
+	const char *cron;        /* @schedule: the cron in Dagster's 5-field form */
+	const char *timezone;    /* @schedule: its execution timezone, UTC when the IR gives none */
+	PlanSensor *trigger;     /* the @trigger sensor, or NULL */
+	PlanSensor *finish;      /* the @trigger_on_finish sensor, or NULL */
+	PlanParam *params;       /* one per Flow.params, in their order */
+	size_t nparams;
 };
 
 const char *mfd_op_method(OpForm f);

@@ -24,7 +24,13 @@ static const char *const step_kind_names[] = {
 };
 
 static const char *const param_type_names[] = {
-#define X(type, name) name,
+#define X(type, name, dagster) name,
+	PARAM_TYPES(X)
+#undef X
+};
+
+static const char *const param_config_types[] = {
+#define X(type, name, dagster) dagster,
 	PARAM_TYPES(X)
 #undef X
 };
@@ -33,6 +39,19 @@ const char *
 mfd_step_kind_name(StepKind k)
 {
 	return step_kind_names[k];
+}
+
+const char *
+mfd_param_type_name(ParamType t)
+{
+	return param_type_names[t];
+}
+
+/* The Dagster config type of the launchpad field of a Parameter of type t. */
+const char *
+mfd_param_config_type(ParamType t)
+{
+	return param_config_types[t];
 }
 
 /* The path of field in the object at path: "path.field", or field alone at the top level. */

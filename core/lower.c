@@ -4,19 +4,23 @@
  * The plan holds one PlanOp per step in topological order (Kahn's algorithm, self-loops ignored, ties taken in
  * the IR's order) and the segments: runs of ops mapped over one dynamic output, each a nested function in the
  * job body. Every name and expression the job body needs (op inputs, call arguments, switch handles, what each
- * segment maps over and returns) is decided here as final Python text, so emit.c only lays text out.
+ * segment maps over and returns) is decided here as final Python text, and so is everything the FLOW literal
+ * tells the runtime beyond the IR (the events each task publishes, the sensors' names and options, the start
+ * op's config schema) and every other value the file states (retry policies, the schedule's name and cron),
+ * so emit.c only lays text out and the runtime only reads.
  *
  * Lowering runs only on a flow check.c accepted, and reports what the generated file could not express: a
  * step the order would place before one of its parents, a step inside a foreach that nothing reaches, text
  * that would break out of a comment, a job name that is not an identifier, and any generated name used for
- * two things (Dagster op names, module-level functions, job variables, an op function's parameters). When it
- * reports no error, Compile.plan is complete and every generated name means one thing.
+ * two things (Dagster op names, module-level functions, job variables, an op function's parameters, schedule
+ * and sensor names). When it reports no error, Compile.plan is complete and every generated name means one
+ * thing.
  *
  * In a file of several flows (Compile.shared) every op name and every module-level name of a flow carries its
  * job name (Plan.prefix, FLOW_<job>, mf_<job>), because Dagster wants op names unique in a code location;
- * mfd_lower_many then checks the op names and module-level names of all the flows together.
+ * mfd_lower_many then checks the op names, module-level names, schedule and sensor names of all the flows
+ * together.
  */
-#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,22 +45,6 @@ const char *
 mfd_op_hand_on(OpForm f)
 {
 	return forms[f].hand_on;
-}
-
-/* Reports a problem at step s (its names are identifiers by now), or at the flow when s is NULL. */
-static void
-error_at(Compile *c, const Step *s, const char *fmt, ...) MFD_PRINTF(3, 4);
-
-static void
-error_at(Compile *c, const Step *s, const char *fmt, ...)
-{
-	va_list ap;
-	char *msg;
-
-	va_start(ap, fmt);
-	msg = mfd_vprintf(c->arena, fmt, ap);
-	va_end(ap);
-	mfd_diag(&c->diags, MFD_ERROR, s ? s->name : NULL, s ? s->file : c->flow->file, s ? s->line : 0, "%s", msg);
 }
 
 /* Topological order */
@@ -144,6 +132,51 @@ topo_order(Compile *c, Step **order)
 
 /* Ops */
 
+/* The base name of path, as the op comments and descriptions show it. */
+static const char *
+base_name(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash ? slash + 1 : path;
+}
+
+/*
+ * Sets the events a successful task of op's step publishes, as Argo Workflows' auto-emit names them: the end
+ * step always publishes its own (mfd_event_name), plus the ".end" alias that @trigger_on_finish waits for when
+ * the end step has another name; the other steps publish theirs with `create --emit-step-events` only.
+ */
+static void
+set_emits(Compile *c, PlanOp *op)
+{
+	const Flow *f = c->flow;
+	const char *flow = f->project ? f->project->flow_name : f->name;
+	const Step *s = op->step;
+	int end = s == f->end.step;
+
+	op->emits = mfd_alloc(c->arena, 2 * sizeof *op->emits);
+	if (end || f->options.emit_step_events)
+		op->emits[op->nemits++] = mfd_event_name(c->arena, flow, s->name);
+	if (end && strcmp(s->name, "end") != 0)
+		op->emits[op->nemits++] = mfd_event_name(c->arena, flow, "end");
+}
+
+/*
+ * Sets what op's comment and description say of its step (file:line), and its RetryPolicy: Dagster retries
+ * an op as often as the step's decorators allow attempts beyond the first (@retry's user retries and @catch's
+ * error retries, each the maximum over the decorators), minutes_between apart.
+ */
+static void
+set_step_facts(Compile *c, PlanOp *op)
+{
+	const Step *s = op->step;
+
+	op->where = mfd_printf(c->arena, "%s:%d", base_name(s->file), s->line);
+	op->max_retries = (long long)s->user_retries + s->error_retries;
+	op->retry_delay = op->max_retries ? (long long)s->minutes_between * 60 : 0;
+	set_emits(c, op);
+}
+
 /* The per-flow names of the file: the job function, and in a shared file the names that carry the job's. */
 static void
 set_flow_names(Compile *c, Plan *p)
@@ -192,6 +225,7 @@ new_plan(Compile *c, Step **order, size_t n)
 		op->foreach_join = mfd_is_foreach_join(op->step);
 		op->name = prefixed(c, p, op->step->name);
 		op->fn = mfd_name(c->arena, NAME_OP, op->name);
+		set_step_facts(c, op);
 		p->bystep[op->step->index] = op;
 	}
 	for (i = 0; i < n; i++) {
@@ -226,10 +260,10 @@ check_order(Compile *c, const Plan *p)
 				late = q;
 		}
 		if (late) {
-			error_at(c, op->step, "the step would be ordered before its parent '%s'", late->step->name);
+			mfd_error_at(c, op->step, "the step would be ordered before its parent '%s'", late->step->name);
 			problems++;
 		} else if (op->step->depth > 0 && op->nparents == 0 && !op->foreach_join) {
-			error_at(c, op->step, "the step runs inside a foreach (level %d) but has no in_funcs", op->step->depth);
+			mfd_error_at(c, op->step, "the step runs inside a foreach (level %d) but has no in_funcs", op->step->depth);
 			problems++;
 		}
 	}
@@ -397,6 +431,7 @@ set_outputs(Compile *c, PlanOp *op)
 		return;
 	}
 	set_targets(c, op);
+	op->optional = s->depth == 0;
 	op->outputs = mfd_alloc(c->arena, op->ntargets * sizeof *op->outputs);
 	for (i = 0; i < op->ntargets; i++)
 		op->outputs[op->noutputs++] = mfd_printf(c->arena, "%s__%s", s->name, op->targets[i]);
@@ -512,6 +547,140 @@ set_outs(Compile *c, Plan *p)
 	}
 }
 
+/* Schedule, sensors and the launchpad */
+
+/* Sets the schedule of a flow with @schedule: its Dagster name, its cron in Dagster's form, its timezone. */
+static void
+set_schedule(Compile *c, Plan *p)
+{
+	const Flow *f = c->flow;
+
+	if (!f->cron)
+		return;
+	p->schedule_name = mfd_name(c->arena, NAME_SCHEDULE, f->job_name);
+	p->cron = mfd_dagster_cron(c->arena, f->cron);
+	p->timezone = f->timezone ? f->timezone : "UTC";
+}
+
+/* The n names joined by sep, as a new arena string. */
+static const char *
+join_names(Compile *c, const char *const *names, size_t n, const char *sep)
+{
+	StrBuf sb;
+	size_t i;
+
+	mfd_sb_init(&sb, c->arena);
+	for (i = 0; i < n; i++)
+		mfd_sb_printf(&sb, "%s%s", i ? sep : "", names[i]);
+	return mfd_sb_str(&sb) ? mfd_sb_str(&sb) : "";
+}
+
+/*
+ * The options of a sensor's decorator (check.c accepted them) as the runtime reads them: the IR's, in their
+ * order, with reset_at as {"cron": the cron in Dagster's form, "timezone": the IR's, or UTC}.
+ */
+static const MfdValue *
+sensor_options(Compile *c, const MfdValue *opts)
+{
+	MfdArena *a = c->arena;
+	MfdValue *out = mfd_object(a), *reset;
+	const MfdValue *cron, *tz;
+	const Member *m;
+	const char *text;
+	size_t i;
+
+	for (i = 0; i < opts->u.obj.n; i++) {
+		m = &opts->u.obj.v[i];
+		if (strcmp(m->key, "reset_at") != 0) {
+			mfd_object_put(a, out, m->key, m->keylen, m->value);
+			continue;
+		}
+		cron = mfd_object_get(m->value, "cron");
+		tz = mfd_object_get(m->value, "timezone");
+		text = mfd_dagster_cron(a, cron->u.str.s);
+		reset = mfd_object(a);
+		mfd_object_put(a, reset, "cron", 4, mfd_string(a, text, strlen(text)));
+		mfd_object_put(a, reset, "timezone", 8, tz && tz->kind == VAL_STRING ?
+			mfd_string(a, tz->u.str.s, tz->u.str.len) : mfd_string(a, "UTC", 3));
+		mfd_object_put(a, out, m->key, m->keylen, reset);
+	}
+	return out;
+}
+
+/*
+ * Sets the sensors of a flow with @trigger or @trigger_on_finish: each one's Dagster name (the job and what it
+ * waits for), its description and its options.
+ */
+static void
+set_sensors(Compile *c, Plan *p)
+{
+	const Flow *f = c->flow;
+	const char **names;
+	PlanSensor *sn;
+	size_t i;
+
+	if (f->triggers) {
+		names = mfd_alloc(c->arena, f->triggers->nevents * sizeof *names);
+		for (i = 0; i < f->triggers->nevents; i++)
+			names[i] = f->triggers->events[i].name;
+		p->trigger = sn = mfd_alloc(c->arena, sizeof *sn);
+		sn->name = mfd_sensor_name(c->arena, NAME_EVENT_SENSOR, f->job_name, names, f->triggers->nevents);
+		sn->description = mfd_printf(c->arena, "Runs %s for each event %s published to the Dagster event log",
+			f->name, join_names(c, names, f->triggers->nevents, " + "));
+		sn->options = sensor_options(c, mfd_object_get(f->triggers->value, "options"));
+	}
+	if (f->finish) {
+		names = mfd_alloc(c->arena, 2 * f->finish->nflows * sizeof *names);
+		for (i = 0; i < f->finish->nflows; i++) {
+			names[i] = f->finish->flows[i].flow;
+			names[f->finish->nflows + i] = f->finish->flows[i].event;
+		}
+		p->finish = sn = mfd_alloc(c->arena, sizeof *sn);
+		sn->name = mfd_sensor_name(c->arena, NAME_FINISH_SENSOR, f->job_name, names, f->finish->nflows);
+		sn->description = mfd_printf(c->arena, "Runs %s once for each successful run of %s (events %s)", f->name,
+			join_names(c, names, f->finish->nflows, " and "),
+			join_names(c, names + f->finish->nflows, f->finish->nflows, ", "));
+		sn->options = sensor_options(c, f->finish->options);
+	}
+}
+
+/*
+ * Sets the launchpad field of each Parameter, the start op's config schema: its Dagster type, its default
+ * (the IR's; a json Parameter's as the JSON text the field takes, written as Python's json.dumps writes it),
+ * whether it is required when it has no default, and its help. Reports a default too large to write.
+ */
+static void
+set_params(Compile *c, Plan *p)
+{
+	const Flow *f = c->flow;
+	const char *text;
+	PlanParam *pp;
+	StrBuf json;
+	size_t i;
+
+	p->params = mfd_alloc(c->arena, f->nparams * sizeof *p->params);
+	p->nparams = f->nparams;
+	for (i = 0; i < f->nparams; i++) {
+		pp = &p->params[i];
+		pp->param = &f->params[i];
+		pp->type = mfd_param_config_type(pp->param->type);
+		pp->description = *pp->param->help ? pp->param->help : NULL;
+		if (pp->param->dflt->kind == VAL_NULL) {
+			pp->required = pp->param->required;
+		} else if (pp->param->type != PARAM_JSON) {
+			pp->dflt = pp->param->dflt;
+		} else {
+			mfd_sb_init(&json, c->arena);
+			mfd_sb_json(&json, pp->param->dflt);
+			if ((text = mfd_sb_str(&json)))
+				pp->dflt = mfd_string(c->arena, text, json.len);
+			else
+				mfd_error_at(c, NULL, "the default of parameter %s is too large to write as JSON",
+					mfd_quote(c->arena, pp->param->name, strlen(pp->param->name)));
+		}
+	}
+}
+
 /* Name collisions */
 
 #define NAME_USES(X) \
@@ -527,6 +696,8 @@ set_outs(Compile *c, Plan *p)
 	X(USE_LITERAL,    "the FLOW literal of flow '%s'") \
 	X(USE_RUNTIME_OF, "the runtime object of flow '%s'") \
 	X(USE_SCHEDULE,   "the schedule of flow '%s'") \
+	X(USE_EVENT_SENSOR, "the @trigger sensor of flow '%s'") \
+	X(USE_FINISH_SENSOR, "the @trigger_on_finish sensor of flow '%s'") \
 	X(USE_MODULE,     "a name the module itself defines") \
 	X(USE_CONTEXT,    "the context parameter of %s") \
 	X(USE_RUNTIME,    "the runtime object that %s calls") \
@@ -599,7 +770,7 @@ static int
 from_job(NameUse use)
 {
 	return use == USE_JOB || use == USE_JOB_OF || use == USE_LITERAL || use == USE_RUNTIME_OF ||
-		use == USE_SCHEDULE;
+		use == USE_SCHEDULE || use == USE_EVENT_SENSOR || use == USE_FINISH_SENSOR;
 }
 
 /*
@@ -624,7 +795,7 @@ report(const Name *first, const Name *again, Scope *reported)
 		at = first;
 	else
 		at = again->step || !first->step ? again : first;
-	error_at(at->c, at->step, "the generated name '%s' is both %s and %s; rename %s", first->name,
+	mfd_error_at(at->c, at->step, "the generated name '%s' is both %s and %s; rename %s", first->name,
 		describe(c, first), describe(c, again), from_job(first->use) || from_job(again->use) ? "the flow" :
 		"a step");
 }
@@ -694,6 +865,30 @@ check_op_names(Compile *c, const Plan *p, Scope *reported)
 	Scope sc = {0};
 
 	add_op_names(c, p, &sc);
+	check_scope(c, &sc, reported);
+}
+
+/* Adds the Dagster names of flow c's schedule and sensors, which share one namespace in a code location. */
+static void
+add_trigger_names(Compile *c, const Plan *p, Scope *sc)
+{
+	const char *flow = c->flow->name;
+
+	if (p->schedule_name)
+		add(c, sc, p->schedule_name, USE_SCHEDULE, NULL, flow, NULL);
+	if (p->trigger)
+		add(c, sc, p->trigger->name, USE_EVENT_SENSOR, NULL, flow, NULL);
+	if (p->finish)
+		add(c, sc, p->finish->name, USE_FINISH_SENSOR, NULL, flow, NULL);
+}
+
+/* Dagster schedule and sensor names: a sensor name cut to its length limit could repeat another. */
+static void
+check_trigger_names(Compile *c, const Plan *p, Scope *reported)
+{
+	Scope sc = {0};
+
+	add_trigger_names(c, p, &sc);
 	check_scope(c, &sc, reported);
 }
 
@@ -816,17 +1011,8 @@ static void
 check_comment_text(Compile *c, const Step *s, const char *what, const char *text)
 {
 	if (strpbrk(text, "\r\n"))
-		error_at(c, s, "the %s %s holds a line break, which would end the comment it is printed in", what,
+		mfd_error_at(c, s, "the %s %s holds a line break, which would end the comment it is printed in", what,
 			mfd_quote(c->arena, text, strlen(text)));
-}
-
-/* The base name of path, as the op comments show it. */
-static const char *
-base_name(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-
-	return slash ? slash + 1 : path;
 }
 
 /* Checks the IR text that the file prints outside string literals: in comments, and the job's def line. */
@@ -841,7 +1027,7 @@ check_texts(Compile *c)
 	for (i = 0; i < f->nsteps; i++)
 		check_comment_text(c, &f->steps[i], "file name", base_name(f->steps[i].file));
 	if (!mfd_is_identifier(f->job_name))
-		error_at(c, NULL, "job name %s is not a Python identifier", mfd_quote(c->arena, f->job_name,
+		mfd_error_at(c, NULL, "job name %s is not a Python identifier", mfd_quote(c->arena, f->job_name,
 			strlen(f->job_name)));
 }
 
@@ -860,7 +1046,12 @@ mfd_lower(Compile *c)
 
 	check_texts(c);
 	n = topo_order(c, order);
-	assert(n == f->nsteps);
+	if (n != f->nsteps) {
+		/* check.c's invariants rule this out; without them the plan would miss steps. */
+		mfd_error_at(c, NULL, "internal error: only %zu of the %zu steps could be put in order; please report "
+			"this with the flow's IR (dagster create --ir-only)", n, f->nsteps);
+		return c->diags.nerrors;
+	}
 	c->plan = p = new_plan(c, order, n);
 	p->start_op = prefixed(c, p, f->start.name);
 	if (check_order(c, p) > 0 || c->diags.nerrors > 0)
@@ -873,33 +1064,40 @@ mfd_lower(Compile *c)
 		set_inputs(c, p, &p->ops[i]);
 	}
 	set_outs(c, p);
+	set_schedule(c, p);
+	set_sensors(c, p);
+	set_params(c, p);
 	check_op_names(c, p, &reported);
 	check_module_names(c, p, &reported);
 	check_job_names(c, p, &reported);
 	check_all_params(c, p, &reported);
+	check_trigger_names(c, p, &reported);
 	return c->diags.nerrors;
 }
 
 /*
  * Checks the flows of a file of several, each lowered without errors, against each other: Dagster wants op
- * names unique in a code location, and the flows share one module. Within a flow the names were checked by
+ * names, and schedule and sensor names, unique in a code location, and the flows share one module. Within a flow the names were checked by
  * mfd_lower, so what this reports is a clash between two flows. Returns the number of errors of all flows.
  */
 int
 mfd_lower_many(Compile *units, size_t n)
 {
-	Scope ops = {0}, module = {0}, reported = {0};
+	Scope ops = {0}, module = {0}, triggers = {0}, reported = {0};
 	int errors = 0;
 	size_t i;
 
-	assert(n > 1);
+	if (n == 0)
+		return 0;
 	for (i = 0; i < n; i++) {
 		add_op_names(&units[i], units[i].plan, &ops);
 		add_flow_names(&units[i], units[i].plan, &module);
+		add_trigger_names(&units[i], units[i].plan, &triggers);
 	}
 	add_module_names(&units[0], &module);
 	check_scope(&units[0], &ops, &reported);
 	check_scope(&units[0], &module, &reported);
+	check_scope(&units[0], &triggers, &reported);
 	for (i = 0; i < n; i++)
 		errors += units[i].diags.nerrors;
 	return errors;

@@ -94,4 +94,15 @@ int mfd_compile(const MfdValue *ir, const char *runtime_src, MfdResult *out);
 int mfd_compile_many(const MfdValue *const *irs, size_t n, const char *runtime_src, MfdResult *out);
 void mfd_result_free(MfdResult *r);
 
+/* Names */
+
+/*
+ * The Dagster job name of a flow: name, the flow's name or under @project its project_flow_name
+ * ("project.branch.Flow"), as a Python identifier (every character outside [A-Za-z0-9_] becomes '_', and a
+ * name that would start with a digit starts with '_'). The Metaflow plugin writes it into the IR's job_name,
+ * so this is the one place that decides it. Writes at most size bytes including the NUL (buf may be NULL when
+ * size is 0) and returns the length of the whole name, as snprintf does.
+ */
+size_t mfd_job_name(const char *name, char *buf, size_t size);
+
 #endif

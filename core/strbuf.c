@@ -7,7 +7,8 @@
  * pasted multi-line text follows the current level.
  *
  * The Python literal writers print text that Python reads back as the same value, and print the same bytes
- * for the same value (object keys in the order given, floats in their shortest round-trip form).
+ * for the same value (object keys in the order given, floats in their shortest round-trip form). The JSON
+ * writer prints what Python's json.dumps prints for the same value.
  */
 #include <assert.h>
 #include <math.h>
@@ -354,6 +355,126 @@ mfd_sb_pyvalue(StrBuf *sb, const MfdValue *v)
 			mfd_sb_pystr(sb, v->u.obj.v[i].key, v->u.obj.v[i].keylen);
 			mfd_sb_puts(sb, ": ");
 			mfd_sb_pyvalue(sb, v->u.obj.v[i].value);
+		}
+		mfd_sb_puts(sb, "}");
+		break;
+	}
+}
+
+/* The code point of the well-formed UTF-8 sequence of len bytes at p (utf8_len). */
+static unsigned long
+utf8_code(const unsigned char *p, size_t len)
+{
+	unsigned long c = p[0] & (len == 2 ? 0x1f : len == 3 ? 0x0f : 0x07);
+	size_t i;
+
+	for (i = 1; i < len; i++)
+		c = c << 6 | (p[i] & 0x3f);
+	return c;
+}
+
+/* Appends \uXXXX for the UTF-16 code unit u, in lower-case hex as Python's json module writes it. */
+static void
+json_unit(StrBuf *sb, unsigned long u)
+{
+	char esc[8];
+
+	snprintf(esc, sizeof esc, "\\u%04lx", u & 0xffff);
+	put_raw(sb, esc, 6);
+}
+
+/*
+ * Appends the n bytes at s as a JSON string, as Python's json.dumps writes it (ensure_ascii): printable ASCII
+ * as it is but for '"' and '\\', \b \f \n \r \t, every other character as \uXXXX (a surrogate pair above
+ * U+FFFF). A byte that is not part of well-formed UTF-8 is written as the character of its value.
+ */
+static void
+json_str(StrBuf *sb, const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s, *end = p + n, *run;
+	unsigned long c;
+	size_t k;
+
+	mfd_sb_putn(sb, "\"", 1);
+	while (p < end) {
+		for (run = p; p < end && *p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\'; p++)
+			;
+		put_raw(sb, run, (size_t)(p - run));
+		if (p == end)
+			break;
+		switch (*p) {
+		case '"':  put_raw(sb, "\\\"", 2); p++; continue;
+		case '\\': put_raw(sb, "\\\\", 2); p++; continue;
+		case '\b': put_raw(sb, "\\b", 2); p++; continue;
+		case '\f': put_raw(sb, "\\f", 2); p++; continue;
+		case '\n': put_raw(sb, "\\n", 2); p++; continue;
+		case '\r': put_raw(sb, "\\r", 2); p++; continue;
+		case '\t': put_raw(sb, "\\t", 2); p++; continue;
+		}
+		k = *p >= 0x80 ? utf8_len(p, (size_t)(end - p)) : 0;
+		c = k ? utf8_code(p, k) : *p;
+		p += k ? k : 1;
+		if (c > 0xffff) {
+			json_unit(sb, 0xd800 | ((c - 0x10000) >> 10));
+			json_unit(sb, 0xdc00 | ((c - 0x10000) & 0x3ff));
+		} else {
+			json_unit(sb, c);
+		}
+	}
+	put_raw(sb, "\"", 1);
+}
+
+/*
+ * Appends v as JSON text, byte for byte as Python's json.dumps writes the same value with its defaults: ", "
+ * and ": " between items, keys in the order given, floats as repr writes them (NaN, Infinity and -Infinity
+ * for the values JSON has no form for), strings as json_str. The depth is bounded as for mfd_sb_pyvalue.
+ */
+void
+mfd_sb_json(StrBuf *sb, const MfdValue *v)
+{
+	char num[32];
+	size_t i;
+
+	switch (v->kind) {
+	case VAL_NULL:
+		mfd_sb_puts(sb, "null");
+		break;
+	case VAL_BOOL:
+		mfd_sb_puts(sb, v->u.b ? "true" : "false");
+		break;
+	case VAL_INT:
+		mfd_sb_printf(sb, "%lld", v->u.i);
+		break;
+	case VAL_FLOAT:
+		if (isnan(v->u.f))
+			mfd_sb_puts(sb, "NaN");
+		else if (isinf(v->u.f))
+			mfd_sb_puts(sb, v->u.f < 0 ? "-Infinity" : "Infinity");
+		else {
+			format_float(num, sizeof num, v->u.f);
+			mfd_sb_puts(sb, num);
+		}
+		break;
+	case VAL_STRING:
+		json_str(sb, v->u.str.s, v->u.str.len);
+		break;
+	case VAL_ARRAY:
+		mfd_sb_puts(sb, "[");
+		for (i = 0; i < v->u.arr.n; i++) {
+			if (i)
+				mfd_sb_puts(sb, ", ");
+			mfd_sb_json(sb, v->u.arr.v[i]);
+		}
+		mfd_sb_puts(sb, "]");
+		break;
+	case VAL_OBJECT:
+		mfd_sb_puts(sb, "{");
+		for (i = 0; i < v->u.obj.n; i++) {
+			if (i)
+				mfd_sb_puts(sb, ", ");
+			json_str(sb, v->u.obj.v[i].key, v->u.obj.v[i].keylen);
+			mfd_sb_puts(sb, ": ");
+			mfd_sb_json(sb, v->u.obj.v[i].value);
 		}
 		mfd_sb_puts(sb, "}");
 		break;

@@ -23,3 +23,6 @@ def compile(ir: dict[str, Any], runtime_src: str) -> str:
 
 def compile_many(irs: List[dict[str, Any]], runtime_src: str) -> str:
     """Compile several flow IRs into one definitions file: one code location with all their jobs."""
+
+def job_name(name: str) -> str:
+    """The Dagster job name of a flow called ``name`` (its project_flow_name under @project)."""

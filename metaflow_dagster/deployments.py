@@ -25,7 +25,9 @@ Invariants:
   file's digest): never for a location the server does not serve. The Metaflow run id is chosen before the
   launch and given as the ``metaflow/run_id`` tag, so the caller can name the run at once.
 * Every wait is on Dagster's own state (the served job, a run status), bounded, and says what it waited for.
-* Dagster is imported only inside the functions that talk to an instance.
+* Dagster is imported only inside the functions that talk to an instance, and so is the runtime
+  (``metaflow_dagster.runtime``, which imports Dagster): the run tags and the conversion of Parameter values
+  are its, imported where they are used, never copied here.
 """
 
 import ast
@@ -44,12 +46,6 @@ import uuid
 from metaflow.exception import MetaflowException
 
 from metaflow_dagster import location as loc
-
-# Run tags of the contract with the runtime (metaflow_dagster/runtime.py).
-RUN_ID_TAG = "metaflow/run_id"
-ORIGIN_RUN_TAG = "metaflow/origin_run_id"
-RESUME_STEP_TAG = "metaflow/resume_step"
-ROOT_RUN_ID_TAG = "dagster/root_run_id"
 
 WEBSERVER_URL_ENV = "METAFLOW_DAGSTER_WEBSERVER_URL"
 DEFAULT_WEBSERVER_URL = "http://127.0.0.1:3000"
@@ -666,6 +662,7 @@ def instance(home):
 def metaflow_run_id(dagster_run, inst=None):
     """The Metaflow run id of a Dagster run, as the runtime derives it (given ``inst``, a re-execution without
     its root's tags reads them, as the runtime does)."""
+    from metaflow_dagster.runtime import RUN_ID_TAG
     from metaflow_dagster.runtime import metaflow_run_id as derive
 
     root = dagster_run.root_run_id
@@ -679,6 +676,8 @@ def find_run(inst, job_name, run_id):
     """The latest Dagster run of job ``job_name`` whose Metaflow run id is ``run_id``, or None. Re-executions
     (the UI's) continue their group's Metaflow run, so the latest run of that group says how it ended."""
     from dagster import RunsFilter
+
+    from metaflow_dagster.runtime import RUN_ID_TAG
 
     found = inst.get_runs(filters=RunsFilter(job_name=job_name, tags={RUN_ID_TAG: run_id}), limit=1)
     if not found and run_id.startswith("dagster-"):

@@ -11,6 +11,10 @@ in ``DAGSTER_HOME``; with one it posts to the webserver's ``/report_asset_materi
 ``metaflow-dagster event publish``) is the command-line form. Every form refuses, before anything is
 written, a payload that is not JSON or is larger than ``MAX_PAYLOAD_BYTES``.
 
+The asset key, the size limit and the signature are those of the sensors' runtime (``metaflow_dagster.runtime``),
+imported from it where they are used: this module itself imports neither the runtime nor Dagster, so a flow
+that imports ``DagsterEvent`` does not pay for them until it publishes.
+
 Behind an authenticating reverse proxy, ``access_token`` (sent as ``Authorization: Bearer``, as ArgoEvent
 does) or ``headers`` authenticate the POST. For ``@trigger(options={"secret_env": NAME})`` the publisher
 signs the event with ``secret`` (the key in NAME): the sensor skips events whose signature does not match.
@@ -29,10 +33,8 @@ import urllib.request
 import uuid
 from datetime import datetime, timezone
 
-EVENT_ASSET_PREFIX = "metaflow_event"
 VALID_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 DEPLOYED_ENV = "METAFLOW_DAGSTER_DEPLOYED"
-MAX_PAYLOAD_BYTES = 256 * 1024  # as the sensors read it (runtime.MAX_PAYLOAD_BYTES): larger events are skipped
 
 
 class DagsterEventException(Exception):
@@ -124,16 +126,18 @@ class DagsterEvent:
         return event["id"]
 
     def _write(self, event):
-        from dagster import AssetKey, AssetMaterialization, DagsterInstance
+        from dagster import DagsterInstance
+
+        from metaflow_dagster.runtime import publish_event
 
         if not os.environ.get("DAGSTER_HOME"):
             raise DagsterEventException("DAGSTER_HOME is not set and no url was given")
         with DagsterInstance.get() as instance:
-            instance.report_runless_asset_event(
-                AssetMaterialization(asset_key=AssetKey([EVENT_ASSET_PREFIX, self._name]), metadata=event)
-            )
+            publish_event(instance, self._name, event)
 
     def _post(self, event):
+        from metaflow_dagster.runtime import EVENT_ASSET_PREFIX
+
         url = "%s/report_asset_materialization/%s/%s" % (
             self._url.rstrip("/"), EVENT_ASSET_PREFIX, urllib.parse.quote(self._name),
         )
@@ -152,6 +156,8 @@ class DagsterEvent:
 def check_payload(name, fields):
     """Raise DagsterEventException when event ``name``'s ``fields`` are not a JSON object of at most
     MAX_PAYLOAD_BYTES (the sensors skip such events; here the publisher hears why)."""
+    from metaflow_dagster.runtime import MAX_PAYLOAD_BYTES
+
     for key, value in fields.items():
         try:
             json.dumps(value, allow_nan=False)

@@ -1,8 +1,10 @@
 """Runtime of a generated metaflow-dagster definitions file.
 
-The compiler pastes this module verbatim into every file it writes, after the ``FLOW`` literal, so the file
-needs only ``dagster``, ``metaflow`` and the standard library where it runs. It is also an ordinary module
-(``metaflow_dagster.runtime``) so it can be linted and unit-tested on its own.
+The compiler pastes this module verbatim into every file it writes, its imports at the top of the file and the
+rest after the ``FLOW`` literal, so the file needs only ``dagster``, ``metaflow`` and the standard library where
+it runs. It is also an ordinary module (``metaflow_dagster.runtime``) so it can be linted and unit-tested on its
+own. Every name it uses that the compiler decides (sensor names, the events tasks publish, the config schema of
+the start op, reset_at's cron) it reads from ``FLOW``.
 
 Model. Every Metaflow task is run by one Dagster op. Ops pass *tokens* to each other: small dicts that name
 the Metaflow task an op produced::
@@ -1436,22 +1438,13 @@ class FlowRuntime:
         return _Launcher(zygote)
 
     def param_schema(self):
-        """Dagster config schema of the start op: one launchpad field per Metaflow Parameter."""
+        """Dagster config schema of the start op: one launchpad field per Metaflow Parameter, as the compiler
+        decided it (FLOW["config_schema"]: the Dagster type's name and the Field's keywords)."""
         from dagster import Bool, Float, Int, String
 
-        types = {"str": String, "int": Int, "float": Float, "bool": Bool, "json": String, "file": String}
-        schema = {}
-        for p in self.flow["parameters"]:
-            default = p["default"]
-            if p["type"] == "json" and default is not None:
-                default = json.dumps(default)  # the IR holds the JSON value; the launchpad takes JSON text
-            kw = {"description": p["help"] or None}
-            if default is not None:
-                kw["default_value"] = default
-            else:
-                kw["is_required"] = bool(p["required"])
-            schema[p["name"]] = Field(types[p["type"]], **kw)
-        return schema
+        types = {"String": String, "Int": Int, "Float": Float, "Bool": Bool}
+        return {name: Field(types[f["type"]], **{k: v for k, v in f.items() if k != "type"})
+                for name, f in self.flow["config_schema"].items()}
 
     def event_sensor(self, job):
         """The sensor that runs ``job`` for the flow's ``@trigger`` events (see EventSensorLogic)."""
@@ -2209,13 +2202,14 @@ class EventSensorLogic:
         return config
 
     def _reset_boundary(self, now):
+        """The latest tick of ``reset_at`` at or before ``now`` (its cron is in Dagster's form, its timezone set:
+        the compiler wrote them), or None without ``reset_at``."""
         reset = self.options.get("reset_at")
         if not reset:
             return None
         from dagster._utils.schedules import reverse_cron_string_iterator
 
-        cron = " ".join(reset["cron"].replace("?", "*").split()[:5])
-        return next(reverse_cron_string_iterator(now, cron, reset.get("timezone") or "UTC")).timestamp()
+        return next(reverse_cron_string_iterator(now, reset["cron"], reset["timezone"])).timestamp()
 
     def _secret(self):
         """The key events must be signed with, or None. A key named but not set stops the tick (the sensor
@@ -2326,10 +2320,6 @@ class EventSensorLogic:
         return requests, skipped, json.dumps(state, sort_keys=True)
 
 
-def _label(names):
-    return "_and_".join("".join(c if c.isalnum() or c == "_" else "_" for c in n) for n in names)
-
-
 def _deployed_at():
     """When these definitions were written: the generated file's mtime (``create`` writes it atomically).
 
@@ -2353,7 +2343,7 @@ def _trigger_sensor(runtime, job, triggers, name, description):
     deploy_tags = runtime.flow["options"]["tags"]
 
     @sensor(
-        name=name[:200],
+        name=name,
         job=job,
         minimum_interval_seconds=interval,
         default_status=DefaultSensorStatus.RUNNING,
@@ -2389,24 +2379,16 @@ def _trigger_sensor(runtime, job, triggers, name, description):
 
 
 def _event_sensor(runtime, job):
-    """The sensor of a flow's ``@trigger``: one run per event (or per complete set of events)."""
-    triggers = runtime.flow["triggers"]
-    names = [e["name"] for e in triggers["events"]]
-    return _trigger_sensor(
-        runtime, job, triggers, "%s_on_%s" % (runtime.flow["job_name"], _label(names)),
-        "Runs %s for each event %s published to the Dagster event log" % (runtime.flow["name"], " + ".join(names)),
-    )
+    """The sensor of a flow's ``@trigger``: one run per event (or per complete set of events). Its name and
+    description are the compiler's (FLOW["sensors"])."""
+    sensor = runtime.flow["sensors"]["triggers"]
+    return _trigger_sensor(runtime, job, runtime.flow["triggers"], sensor["name"], sensor["description"])
 
 
 def _finish_sensor(runtime, job):
     """The sensor of a flow's ``@trigger_on_finish``: one run per successful run of the upstream flow(s)."""
-    triggers = runtime.flow["finish_triggers"]
-    flows = [e["flow"] for e in triggers["events"]]
-    return _trigger_sensor(
-        runtime, job, triggers, "%s_after_%s" % (runtime.flow["job_name"], _label(flows)),
-        "Runs %s once for each successful run of %s (events %s)"
-        % (runtime.flow["name"], " and ".join(flows), ", ".join(e["name"] for e in triggers["events"])),
-    )
+    sensor = runtime.flow["sensors"]["finish_triggers"]
+    return _trigger_sensor(runtime, job, runtime.flow["finish_triggers"], sensor["name"], sensor["description"])
 
 
 def event_assets(*runtimes):
@@ -2436,19 +2418,14 @@ def event_assets(*runtimes):
 # ----- events a run emits: Metaflow's flow-finished event for @trigger_on_finish --------------------------
 
 def emitted_events(flow, step):
-    """Names of the events a successful task of ``step`` publishes, as Argo's auto-emit names them.
+    """Names of the events a successful task of ``step`` publishes, as Argo's auto-emit names them (the compiler
+    names them: FLOW["steps"][step]["emits"]).
 
     The end step always publishes ``metaflow.<project flow name or Flow>.<end step>``, plus the ``.end``
     alias that ``@trigger_on_finish`` listens for when the end step has another name; other steps publish
     ``metaflow.<...>.<step>`` only when ``create --emit-step-events`` was given.
     """
-    prefix = "metaflow.%s" % ((flow.get("project") or {}).get("flow_name") or flow["name"])
-    names = []
-    if step == flow["end_step"] or flow["options"].get("emit_step_events"):
-        names.append("%s.%s" % (prefix, step))
-    if step == flow["end_step"] and step != "end":
-        names.append("%s.end" % prefix)
-    return names
+    return flow["steps"][step]["emits"]
 
 
 def emitted_payload(flow, pathspec, now):

@@ -136,6 +136,25 @@ def flow_literal(defs_path):
     raise AssertionError("no FLOW literal in %s" % defs_path)
 
 
+def doc_ir():
+    """The example IR of docs/ir.md (a two-step flow, start -> end), a fresh copy."""
+    with open(os.path.join(REPO, "docs", "ir.md"), encoding="utf-8") as f:
+        doc = f.read()
+    return json.loads(doc.split("## Example", 1)[1].split("```json\n", 1)[1].split("```", 1)[0])
+
+
+def compiled_literal(ir):
+    """The FLOW literal the C core writes for ``ir``: what the runtime reads, with every name it decided."""
+    import ast
+
+    from metaflow_dagster import _core
+
+    for node in ast.parse(_core.compile(ir, "")).body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "FLOW":
+            return ast.literal_eval(node.value)
+    raise AssertionError("no FLOW literal")
+
+
 def flow_literals(defs_path):
     """Every ``FLOW_<job>`` literal of a file of several flows, by job name, read without executing it."""
     import ast

@@ -219,13 +219,63 @@ def test_mfdc_driver_compiles_and_rejects(project, tmp_path):
 def test_metaflow_layer_imports_without_dagster():
     code = (
         "import sys; sys.modules['dagster'] = None\n"
+        "import metaflow_extensions.mfdagster.plugins.dagster.dagster_deployer_objects\n"
         "import metaflow_extensions.mfdagster.plugins.dagster.dagster_compiler as c\n"
         "import metaflow_extensions.mfdagster.plugins.dagster.dagster_cli\n"
+        "import metaflow_dagster.events, metaflow_dagster.deployments\n"
+        "assert 'metaflow_dagster.runtime' not in sys.modules\n"
         "print(c.IR_VERSION)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "1"
+
+
+def test_compile_ir_needs_no_dagster():
+    """compile_ir finds the runtime's source without importing the runtime (which imports Dagster)."""
+    ir_path = os.path.join(REPO, "tests", "golden", "linear.json")
+    code = (
+        "import sys\n"
+        "class NoDagster:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'dagster':\n"
+        "            raise ImportError('dagster is not importable here')\n"
+        "sys.meta_path.insert(0, NoDagster())\n"
+        "import json\n"
+        "from metaflow_extensions.mfdagster.plugins.dagster.dagster_compiler import compile_ir\n"
+        "text = compile_ir(json.load(open(sys.argv[1])))\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'dagster' or m == 'metaflow_dagster.runtime']\n"
+        "sys.stdout.write(text)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, ir_path], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == _core.compile(json.load(open(ir_path)), runtime_src())
+
+
+def test_generated_file_has_its_imports_at_the_top():
+    """The runtime's imports are hoisted above the FLOW literal: the file reads top to bottom."""
+    from tests.helpers import doc_ir
+
+    text = _core.compile(doc_ir(), runtime_src())
+    body = ast.parse(text).body
+    first = next(i for i, node in enumerate(body) if not isinstance(node, (ast.Import, ast.ImportFrom)))
+    assert isinstance(body[first], ast.Assign) and body[first].targets[0].id == "FLOW"
+    assert not any(isinstance(node, (ast.Import, ast.ImportFrom)) for node in body[first:])
+    assert {"collections", "threading"} <= {a.name for node in body[:first] if isinstance(node, ast.Import)
+                                            for a in node.names}
+    # What is left of the runtime starts with its docstring, right after the marker.
+    assert '# ---- embedded runtime: metaflow_dagster/runtime.py ----\n"""Runtime of a generated' in text
+
+
+def test_the_core_names_the_job():
+    """The plugin's job name is the core's (_core.job_name): the regex it replaces, and a digit-safe start."""
+    import re
+
+    for name in ("HelloFlow", "proj.user.alice.HelloFlow", "p.test.x-y.F", "Fl\u00f6w\u20ac"):
+        assert _core.job_name(name) == re.sub(r"[^A-Za-z0-9_]", "_", name)
+    assert _core.job_name("9proj.prod.F") == "_9proj_prod_F"
+    with pytest.raises(ValueError):
+        _core.job_name("a\0b")
 
 
 # ----- several flows in one file (`create --add-flow`) ------------------------------------------------------

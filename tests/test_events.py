@@ -11,6 +11,7 @@ from dagster import AssetKey, AssetMaterialization, instance_for_test
 
 from metaflow_dagster.events import DagsterEvent, DagsterEventException, envelope
 from metaflow_dagster.runtime import EventSensorLogic, coerce_param, event_asset_key, event_signature
+from tests.helpers import compiled_literal, doc_ir
 
 LOG = logging.getLogger("test-events")
 
@@ -103,9 +104,15 @@ def test_explicit_mapping_and_and_semantics():
 
 
 def test_reset_at_drops_waiting_events():
-    triggers = {"events": [{"name": "a", "parameters": {"who": "user"}}, {"name": "b", "parameters": {}}],
-                "options": {"reset_at": {"cron": "0 * * * ? *", "timezone": "UTC"}}}
-    logic = EventSensorLogic(flow(triggers), triggers)
+    ir = doc_ir()
+    ir["parameters"] = PARAMS
+    ir["flow"]["triggers"] = {"events": [{"name": "a", "parameters": {"who": "user"}}, {"name": "b", "parameters": {}}],
+                              "options": {"reset_at": {"cron": "0 * * * ? *"}}}
+    literal = compiled_literal(ir)
+    triggers = literal["triggers"]
+    # The core hands the sensor Metaflow's cron in Dagster's form, and the timezone.
+    assert triggers["options"]["reset_at"] == {"cron": "0 * * * *", "timezone": "UTC"}
+    logic = EventSensorLogic(literal, triggers)
     with instance_for_test() as instance:
         publish(instance, "a", user="early")
         _, _, cursor = logic.tick(instance, None, 0, LOG)

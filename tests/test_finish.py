@@ -16,17 +16,23 @@ from metaflow_dagster.runtime import (
     emitted_payload,
     publish_event,
 )
-from tests.helpers import flow_literal, flow_path
+from tests.helpers import compiled_literal, doc_ir, flow_literal, flow_path
 
 LOG = logging.getLogger("test-finish")
 
 
 def upstream(name, project=None, branch="user.tester", end="end", step_events=False):
-    flow = {"name": name, "end_step": end, "options": {"emit_step_events": step_events}, "project": None}
+    """The FLOW literal the core writes for a flow ``name`` of two steps, start and ``end``: the events its
+    tasks publish are the core's (FLOW["steps"][step]["emits"])."""
+    ir = doc_ir()
+    ir["flow"].update(name=name, job_name=name, end_step=end)
+    ir["steps"][0]["next"] = [end]
+    ir["steps"][1]["name"] = end
+    ir["options"]["emit_step_events"] = step_events
     if project:
-        flow["project"] = {"name": project, "branch": branch, "flow_name": "%s.%s.%s" % (project, branch, name),
-                           "production": branch == "prod"}
-    return flow
+        ir["flow"]["project"] = {"name": project, "branch": branch, "flow_name": "%s.%s.%s" % (project, branch, name),
+                                 "production": branch == "prod"}
+    return compiled_literal(ir)
 
 
 def finish_run(instance, flow, run_id, step=None):

@@ -19,6 +19,7 @@ from metaflow_dagster.runtime import (
     param_env_value,
     task_id_for,
 )
+from tests.helpers import compiled_literal, doc_ir
 
 
 def make_flow(tmp_path, **over):
@@ -114,19 +115,36 @@ def test_task_environment_is_allowlisted(tmp_path, monkeypatch):
     assert env["METAFLOW_DATASTORE_SYSROOT_LOCAL"] == str(tmp_path)
 
 
+def compiled_flow(tmp_path, parameters):
+    """make_flow's FLOW with ``parameters`` and the config schema the core writes for them."""
+    ir = doc_ir()
+    ir["parameters"] = parameters
+    literal = compiled_literal(ir)
+    return make_flow(tmp_path, parameters=literal["parameters"], config_schema=literal["config_schema"])
+
+
 def test_param_schema_has_types_defaults_and_help(tmp_path):
     params = [
         {"name": "alpha", "var": "alpha", "type": "float", "default": 0.5, "required": False, "help": "a float"},
         {"name": "my-name", "var": "my_name", "type": "str", "default": None, "required": True, "help": ""},
-        {"name": "cfg", "var": "cfg", "type": "json", "default": {"k": 1}, "required": False, "help": ""},
+        {"name": "cfg", "var": "cfg", "type": "json", "default": {"k": 1, "s": "caf\u00e9\n", "f": [1e16, 0.1]},
+         "required": False, "help": ""},
         {"name": "word", "var": "word", "type": "json", "default": "hi", "required": False, "help": ""},
+        {"name": "n", "var": "n", "type": "int", "default": None, "required": False, "help": "how many"},
+        {"name": "flag", "var": "flag", "type": "bool", "default": True, "required": False, "help": ""},
     ]
-    schema = FlowRuntime(make_flow(tmp_path, parameters=params)).param_schema()
+    # The core decides the schema (FLOW["config_schema"]); the runtime only makes the Fields.
+    schema = FlowRuntime(compiled_flow(tmp_path, params)).param_schema()
     assert schema["alpha"].default_value == 0.5 and schema["alpha"].description == "a float"
-    assert schema["my-name"].is_required
-    # The IR holds a JSON Parameter's value; the launchpad field takes its JSON text, a JSON string too.
-    assert schema["cfg"].default_value == '{"k": 1}'
+    assert schema["my-name"].is_required and schema["my-name"].description is None
+    # The IR holds a JSON Parameter's value; the launchpad field takes its JSON text, a JSON string too, written
+    # as json.dumps writes it.
+    assert schema["cfg"].default_value == json.dumps(params[2]["default"])
     assert schema["word"].default_value == '"hi"'
+    assert not schema["n"].is_required and not schema["n"].default_provided
+    assert schema["flag"].default_value is True
+    assert [f.config_type.given_name for f in schema.values()] == ["Float", "String", "String", "String", "Int",
+                                                                   "Bool"]
 
 
 def test_spawn_streams_output_and_reports_failure(tmp_path):

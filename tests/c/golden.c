@@ -3,7 +3,8 @@
  *
  *     golden DIR
  *
- * For each DIR/NAME.json, in name order, compiles the IR with the runtime text "# <runtime>\n" and compares
+ * For each DIR/NAME.json, in name order, compiles the IR with the runtime text RUNTIME (an import, which the
+ * file puts at its top, and the line "# <runtime>", which it pastes where the runtime goes) and compares
  * the result with DIR/NAME.py (the expected module) or, when the IR has errors, with DIR/NAME.err (the
  * expected diagnostics, one per line). A NAME.json whose top level is an array holds several IRs, compiled
  * into one file with mfd_compile_many. Each input is compiled twice and the two results must be identical
@@ -21,7 +22,7 @@
 #include "internal.h"
 #include "test.h"
 
-#define RUNTIME "# <runtime>\n"
+#define RUNTIME "import json\n\n# <runtime>\n"
 
 static int update;
 

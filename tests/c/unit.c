@@ -396,6 +396,27 @@ test_pyvalue(void)
 	ASSERT_STREQ(mfd_sb_str(&sb), "float(\"nan\")float(\"inf\")-float(\"inf\")");
 }
 
+/* JSON text as Python's json.dumps writes it (the launchpad default of a json Parameter). */
+static void
+test_json_text(void)
+{
+	MfdValue *arr = mfd_array(A);
+	StrBuf sb;
+
+	mfd_sb_init(&sb, A);
+	mfd_sb_json(&sb, J("{\"b\": [1, -2.5, 1e16, true, null, 0.1], \"s\": \"q\\\"\\\\/\\n\\t\\b\\f\\r\\u0001\\u007f "
+		"\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\", \"\": {}, \"l\": []}"));
+	ASSERT_STREQ(mfd_sb_str(&sb), "{\"b\": [1, -2.5, 1e+16, true, null, 0.1], \"s\": \"q\\\"\\\\/\\n\\t\\b\\f\\r\\u0001"
+		"\\u007f \\u00e9 \\u20ac \\ud83d\\ude00\", \"\": {}, \"l\": []}");
+	mfd_array_push(A, arr, mfd_float(A, NAN));
+	mfd_array_push(A, arr, mfd_float(A, INFINITY));
+	mfd_array_push(A, arr, mfd_float(A, -INFINITY));
+	mfd_array_push(A, arr, mfd_string(A, "a\0\xff", 3));
+	mfd_sb_init(&sb, A);
+	mfd_sb_json(&sb, arr);
+	ASSERT_STREQ(mfd_sb_str(&sb), "[NaN, Infinity, -Infinity, \"a\\u0000\\u00ff\"]");
+}
+
 /* Python's repr of floats: the shortest digits that read back, and its switch to exponent form. */
 static void
 test_float_repr(void)
@@ -538,7 +559,33 @@ test_names(void)
 	ASSERT_STREQ(mfd_name(A, NAME_JOB, "9lives"), "_9lives");
 	ASSERT_STREQ(mfd_name(A, NAME_JOB, ""), "_");
 	ASSERT_STREQ(mfd_name(A, NAME_SCHEDULE, "Flow"), "Flow_schedule");
-	ASSERT_STREQ(mfd_name(A, NAME_SENSOR, "a b"), "a_b_sensor");
+}
+
+static void
+test_names_decided(void)
+{
+	static const char *const events[] = {"data.ready", "model-v2"};
+	static const char *const flows[] = {"UpstreamA", "UpstreamB"};
+	const char *many[60];
+	char buf[8], big[64];
+	size_t i;
+
+	/* The job name the plugin writes into the IR: one '_' per character, a UTF-8 one included. */
+	ASSERT(mfd_job_name("proj.user.alice.Flow", big, sizeof big) == 20);
+	ASSERT_STREQ(big, "proj_user_alice_Flow");
+	ASSERT(mfd_job_name("Fl\xc3\xb6w\xe2\x82\xac", big, sizeof big) == 5);
+	ASSERT_STREQ(big, "Fl_w_");
+	ASSERT(mfd_job_name("9.lives", buf, sizeof buf) == 8 && strcmp(buf, "_9_live") == 0);
+	ASSERT(mfd_job_name("abc", NULL, 0) == 3);
+	ASSERT(mfd_job_name("", big, sizeof big) == 1 && strcmp(big, "_") == 0);
+	/* Sensors: the job, what they wait for, cut to MFD_MAX_SENSOR_NAME bytes. */
+	ASSERT_STREQ(mfd_sensor_name(A, NAME_EVENT_SENSOR, "Job", events, 2), "Job_on_data_ready_and_model_v2");
+	ASSERT_STREQ(mfd_sensor_name(A, NAME_FINISH_SENSOR, "Job", flows, 2), "Job_after_UpstreamA_and_UpstreamB");
+	for (i = 0; i < MFD_COUNT(many); i++)
+		many[i] = "event";
+	ASSERT(strlen(mfd_sensor_name(A, NAME_EVENT_SENSOR, "Job", many, MFD_COUNT(many))) == MFD_MAX_SENSOR_NAME);
+	/* The events runs publish, and @trigger_on_finish waits for. */
+	ASSERT_STREQ(mfd_event_name(A, "p.user.tester.Flow", "end"), "metaflow.p.user.tester.Flow.end");
 }
 
 /* ir.c */
@@ -1241,6 +1288,115 @@ test_compile(void)
 	mfd_result_free(&r1);
 }
 
+/* The runtime's imports go to the top of the file; the rest is pasted where the runtime goes. */
+static void
+test_compile_runtime_imports(void)
+{
+	static const char rt[] =
+		"\"\"\"The runtime.\n\nfrom the docstring, not an import\n\"\"\"\n\n"
+		"# a comment\n"
+		"import os\n"
+		"from dagster import (  # a comment (\n"
+		"    Field,\n"
+		")\n"
+		"\n"
+		"from json import \\\n"
+		"    dumps\n"
+		"\n"
+		"X = 1\n"
+		"import late\n";
+	MfdValue *ir = BUILD(linear);
+	const char *text;
+	MfdResult r;
+
+	ASSERT(mfd_compile(ir, rt, &r) == 0);
+	text = r.text ? r.text : "";
+	ASSERT(strstr(text, "# 3 steps become 3 ops.\n\nimport os\nfrom dagster import (  # a comment (\n    Field,\n)\n\n"
+		"from json import \\\n    dumps\nfrom dagster import Definitions,") != NULL);
+	ASSERT(strstr(text, "runtime.py ----\n\"\"\"The runtime.\n\nfrom the docstring, not an import\n\"\"\"\n\n"
+		"# a comment\n\nX = 1\nimport late\n# ---- end of embedded runtime ----\n") != NULL);
+	mfd_result_free(&r);
+	/* Without imports at its top, the runtime is pasted whole. */
+	ASSERT(mfd_compile(ir, "X = 1\nimport os\n", &r) == 0);
+	text = r.text ? r.text : "";
+	ASSERT(strstr(text, "ops.\n\nfrom dagster import Definitions,") != NULL);
+	ASSERT(strstr(text, "runtime.py ----\nX = 1\nimport os\n# ---- end") != NULL);
+	mfd_result_free(&r);
+	ASSERT(mfd_compile(ir, "\"\"\"unclosed\nimport os\n", &r) == 0);
+	ASSERT(r.text && strstr(r.text, "runtime.py ----\n\"\"\"unclosed\nimport os\n# ---- end") != NULL);
+	mfd_result_free(&r);
+}
+
+/* What the FLOW literal carries besides the IR: the config schema, the sensors, the events tasks publish. */
+static void
+test_compile_decided(void)
+{
+	MfdValue *ir = BUILD(linear);
+	MfdResult r;
+	Compile c;
+	Plan *p;
+
+	set(ir, "parameters", J("[{\"name\": \"spec\", \"var\": \"spec\", \"type\": \"json\", \"default\": {\"k\": [1, \"\xc3\xa9\"]},"
+		" \"required\": false, \"help\": \"the spec\"}, {\"name\": \"n\", \"var\": \"n\", \"type\": \"int\","
+		" \"default\": null, \"required\": true, \"help\": \"\"}, {\"name\": \"f\", \"var\": \"f\", \"type\": \"file\","
+		" \"default\": null, \"required\": false, \"help\": \"\"}]"));
+	set(ir, "flow.project", J("{\"name\": \"p\", \"branch\": \"user.bob\", \"flow_name\": \"p.user.bob.TFlow\","
+		" \"production\": false}"));
+	set(ir, "flow.end_step", S("end"));
+	set(ir, "options.emit_step_events", mfd_bool(A, 1));
+	ASSERT(mfd_compile(ir, "", &r) == 0);
+	ASSERT(r.text && strstr(r.text, "    \"config_schema\": {\n"
+		"        \"spec\": {\"type\": \"String\", \"default_value\": \"{\\\"k\\\": [1, \\\"\\\\u00e9\\\"]}\", "
+		"\"description\": \"the spec\"},\n"
+		"        \"n\": {\"type\": \"Int\", \"is_required\": True},\n"
+		"        \"f\": {\"type\": \"String\", \"is_required\": False},\n    },\n") != NULL);
+	ASSERT(r.text && strstr(r.text, "\"a\": {\"type\": \"linear\", \"in\": [\"start\"], \"foreach_join\": False, "
+		"\"user_retries\": 0, \"timeout\": 0, \"env\": {}, \"emits\": [\"metaflow.p.user.bob.TFlow.a\"]}") != NULL);
+	mfd_result_free(&r);
+	/* A custom end step publishes its own event and the .end alias; retries sum into the RetryPolicy. */
+	ir = BUILD(linear);
+	set(ir, "steps.2.name", S("finish"));
+	set(ir, "steps.1.next", J("[\"finish\"]"));
+	set(ir, "flow.end_step", S("finish"));
+	set(ir, "steps.1.retries", J("{\"user\": 2147483647, \"error\": 2147483647, \"minutes_between\": 2147483647}"));
+	p = lowered(ir, &c);
+	ASSERT(p != NULL);
+	if (p) {
+		ASSERT_STREQ(joined(p->ops[2].emits, p->ops[2].nemits), "metaflow.TFlow.finish|metaflow.TFlow.end");
+		ASSERT(p->ops[0].nemits == 0 && p->ops[0].max_retries == 0 && p->ops[0].retry_delay == 0);
+		ASSERT(p->ops[1].max_retries == 4294967294LL && p->ops[1].retry_delay == 128849018820LL);
+		ASSERT_STREQ(p->ops[1].where, "t.py:11");
+		ASSERT(p->trigger == NULL && p->finish == NULL && p->schedule_name == NULL);
+	}
+	/* The sensors are named after the job and what they wait for. */
+	ir = BUILD(linear);
+	set(ir, "flow.job_name", S("J"));
+	set(ir, "flow.triggers", J("{\"events\": [{\"name\": \"x\", \"parameters\": {}}], \"options\": {}}"));
+	set(ir, "flow.trigger_on_finish", J("{\"flows\": [{\"name\": \"U\", \"project\": null, \"branch\": null}],"
+		" \"options\": {}}"));
+	p = lowered(ir, &c);
+	ASSERT(p && strcmp(p->trigger->name, "J_on_x") == 0 && strcmp(p->finish->name, "J_after_U") == 0);
+}
+
+/* An invariant of check.c that does not hold is an internal error, reported as a diagnostic (also -DNDEBUG). */
+static void
+test_lower_internal_error(void)
+{
+	MfdValue *ir = BUILD(linear);
+	Compile c;
+	Flow *f = checked(ir, &c);
+
+	ASSERT(f != NULL);
+	if (!f)
+		return;
+	f->steps[0].in = f->steps[2].in; /* start waits for a, which waits for start */
+	f->steps[0].nin = 1;
+	f->steps[0].in[0].step = &f->steps[1];
+	ASSERT(mfd_lower(&c) == 1 && c.diags.n == 1);
+	ASSERT(c.diags.n == 1 && strstr(c.diags.v[0].message, "internal error: only 0 of the 3 steps could be put in "
+		"order") == c.diags.v[0].message);
+}
+
 /* The n IRs compiled into one file: the diagnostics one per line, or "" with the text in *text. */
 static const char *
 many(MfdValue **irs, size_t n, const char **text)
@@ -1352,6 +1508,14 @@ test_compile_many(void)
 	irs[1] = flow_named("mf_x", "a");
 	ASSERT_STREQ(many(irs, 2, NULL), "/src/t.py: error: flow 'mf_x': the generated name 'mf_x' is both the runtime "
 		"object of flow 'x' and the job function of flow 'mf_x'; rename the flow");
+	/* Schedules and sensors share Dagster's namespace: J_after_e's @trigger sensor is J's @trigger_on_finish's. */
+	irs[0] = flow_named("J_after_e", "a");
+	set(irs[0], "flow.triggers", J("{\"events\": [{\"name\": \"x\", \"parameters\": {}}], \"options\": {}}"));
+	irs[1] = flow_named("J", "a");
+	set(irs[1], "flow.trigger_on_finish", J("{\"flows\": [{\"name\": \"e_on_x\", \"project\": null, \"branch\": null}],"
+		" \"options\": {}}"));
+	ASSERT_STREQ(many(irs, 2, NULL), "/src/t.py: error: flow 'J': the generated name 'J_after_e_on_x' is both the "
+		"@trigger sensor of flow 'J_after_e' and the @trigger_on_finish sensor of flow 'J'; rename the flow");
 
 	irs[0] = flow_named("AFlow", "a");
 	irs[1] = flow_named("BFlow", "b");
@@ -1394,10 +1558,12 @@ main(void)
 	RUN(test_pystr);
 	RUN(test_pyvalue);
 	RUN(test_float_repr);
+	RUN(test_json_text);
 	RUN(test_value);
 	RUN(test_json);
 	RUN(test_diag_format);
 	RUN(test_names);
+	RUN(test_names_decided);
 	RUN(test_read_top);
 	RUN(test_read_types);
 	RUN(test_read_fields);
@@ -1415,6 +1581,9 @@ main(void)
 	RUN(test_lower_texts);
 	RUN(test_lower_placement);
 	RUN(test_compile);
+	RUN(test_compile_runtime_imports);
+	RUN(test_compile_decided);
+	RUN(test_lower_internal_error);
 	RUN(test_compile_many);
 	RUN(test_result_owns_diags);
 	mfd_arena_free(A);

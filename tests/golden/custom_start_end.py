@@ -3,6 +3,7 @@
 #   python /src/custom_start_end_flow.py dagster create <this file>
 # 3 steps become 3 ops.
 
+import json
 from dagster import Definitions, DynamicOut, Out, RetryPolicy, job, op
 
 FLOW = {
@@ -18,6 +19,11 @@ FLOW = {
         {"name": "cfg-json", "var": "cfg_json", "type": "json", "default": {"b": [1, 2.5, None], "a": True}, "required": False, "help": ""},
         {"name": "token", "var": "token", "type": "str", "default": None, "required": True, "help": ""},
     ],
+    "config_schema": {
+        "max-items": {"type": "Int", "default_value": 10, "description": "cap"},
+        "cfg-json": {"type": "String", "default_value": "{\"b\": [1, 2.5, null], \"a\": true}"},
+        "token": {"type": "String", "is_required": True},
+    },
     "configs": [
         {"name": "settings", "value": "[{\"depth\": 3}, false]"},
     ],
@@ -25,10 +31,11 @@ FLOW = {
     "options": {"tags": ["nightly", "team:ml"], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": None,
     "finish_triggers": None,
+    "sensors": {},
     "steps": {
-        "begin": {"type": "start", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "middle": {"type": "linear", "in": ["begin"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "finish": {"type": "end", "in": ["middle"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
+        "begin": {"type": "start", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "middle": {"type": "linear", "in": ["begin"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "finish": {"type": "end", "in": ["middle"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": ["metaflow.demo.user.alice.CustomStartEndFlow.finish", "metaflow.demo.user.alice.CustomStartEndFlow.end"]},
     },
 }
 

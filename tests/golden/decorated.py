@@ -3,6 +3,7 @@
 #   python /src/decorated_flow.py dagster create <this file>
 # 2 steps become 2 ops.
 
+import json
 from dagster import Definitions, DynamicOut, Out, RetryPolicy, job, op
 
 FLOW = {
@@ -20,14 +21,22 @@ FLOW = {
         {"name": "ratio", "var": "ratio", "type": "float", "default": 1e-07, "required": False, "help": "tiny \"ratio\" \\ with ünïcode"},
         {"name": "spec", "var": "spec", "type": "json", "default": {"a": [1, 2], "b": {"c": None}}, "required": False, "help": ""},
     ],
+    "config_schema": {
+        "count": {"type": "Int", "default_value": 3},
+        "flag": {"type": "Bool", "default_value": False},
+        "my-name": {"type": "String", "is_required": True, "description": "line one\nline two\ttab"},
+        "ratio": {"type": "Float", "default_value": 1e-07, "description": "tiny \"ratio\" \\ with ünïcode"},
+        "spec": {"type": "String", "default_value": "{\"a\": [1, 2], \"b\": {\"c\": null}}"},
+    },
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/data/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "METAFLOW_*", "AWS_*", "DAGSTER_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": None,
     "finish_triggers": None,
+    "sensors": {},
     "steps": {
-        "start": {"type": "start", "in": [], "foreach_join": False, "user_retries": 2, "timeout": 30, "env": {"EMPTY": "", "GREETING": "say \"hi\"\n"}},
-        "end": {"type": "end", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
+        "start": {"type": "start", "in": [], "foreach_join": False, "user_retries": 2, "timeout": 30, "env": {"EMPTY": "", "GREETING": "say \"hi\"\n"}, "emits": []},
+        "end": {"type": "end", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": ["metaflow.DecoratedFlow.end"]},
     },
 }
 

@@ -3,6 +3,7 @@
 #   python /src/finish_forms_flow.py dagster create <this file>
 # 2 steps become 2 ops.
 
+import json
 from dagster import Definitions, DynamicOut, Out, RetryPolicy, job, op
 from dagster import DefaultScheduleStatus, ScheduleDefinition
 
@@ -17,6 +18,9 @@ FLOW = {
     "parameters": [
         {"name": "limit", "var": "limit", "type": "int", "default": 3, "required": False, "help": ""},
     ],
+    "config_schema": {
+        "limit": {"type": "Int", "default_value": 3},
+    },
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/data/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "METAFLOW_*", "AWS_*", "DAGSTER_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
@@ -26,9 +30,13 @@ FLOW = {
         {"name": "metaflow.etl2.prod.UpstreamB.end", "flow": "UpstreamB", "type": "run", "filters": {"auto-generated-by-metaflow": "True", "project_name": "etl2", "branch_name": "prod"}},
         {"name": "metaflow.other.test.x.UpstreamC.end", "flow": "UpstreamC", "type": "run", "filters": {"auto-generated-by-metaflow": "True", "project_name": "other", "branch_name": "test.x"}},
     ], "options": {}},
+    "sensors": {
+        "triggers": {"name": "etl_user_alice_FinishFormsFlow_on_manual_rerun", "description": "Runs FinishFormsFlow for each event manual.rerun published to the Dagster event log"},
+        "finish_triggers": {"name": "etl_user_alice_FinishFormsFlow_after_UpstreamA_and_UpstreamB_and_UpstreamC", "description": "Runs FinishFormsFlow once for each successful run of UpstreamA and UpstreamB and UpstreamC (events metaflow.etl.user.alice.UpstreamA.end, metaflow.etl2.prod.UpstreamB.end, metaflow.other.test.x.UpstreamC.end)"},
+    },
     "steps": {
-        "start": {"type": "start", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "end": {"type": "end", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
+        "start": {"type": "start", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "end": {"type": "end", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": ["metaflow.etl.user.alice.FinishFormsFlow.end"]},
     },
 }
 

@@ -3,6 +3,7 @@
 #   python /src/foreach_flow.py dagster create <this file>
 # 5 steps become 5 ops.
 
+import json
 from dagster import Definitions, DynamicOut, Out, RetryPolicy, job, op
 
 FLOW = {
@@ -14,17 +15,19 @@ FLOW = {
     "end_step": "end",
     "project": None,
     "parameters": [],
+    "config_schema": {},
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/src/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "METAFLOW_*"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": None,
     "finish_triggers": None,
+    "sensors": {},
     "steps": {
-        "start": {"type": "foreach", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "body1": {"type": "linear", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "body2": {"type": "linear", "in": ["body1"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "join": {"type": "join", "in": ["body2"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}},
-        "end": {"type": "end", "in": ["join"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
+        "start": {"type": "foreach", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "body1": {"type": "linear", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "body2": {"type": "linear", "in": ["body1"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "join": {"type": "join", "in": ["body2"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "end": {"type": "end", "in": ["join"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": ["metaflow.ForeachFlow.end"]},
     },
 }
 

@@ -3,6 +3,7 @@
 #   python /src/foreach3_flow.py dagster create <this file>
 # 8 steps become 8 ops, plus 4 barrier ops for nested foreach levels.
 
+import json
 from dagster import Definitions, DynamicOut, Out, RetryPolicy, job, op
 
 FLOW = {
@@ -14,20 +15,22 @@ FLOW = {
     "end_step": "end",
     "project": None,
     "parameters": [],
+    "config_schema": {},
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/src/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "METAFLOW_*"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": None,
     "finish_triggers": None,
+    "sensors": {},
     "steps": {
-        "start": {"type": "foreach", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "s1": {"type": "foreach", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "s2": {"type": "foreach", "in": ["s1"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "s3": {"type": "linear", "in": ["s2"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "j3": {"type": "join", "in": ["s3"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}},
-        "j2": {"type": "join", "in": ["j3"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}},
-        "j1": {"type": "join", "in": ["j2"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}},
-        "end": {"type": "end", "in": ["j1"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
+        "start": {"type": "foreach", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "s1": {"type": "foreach", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "s2": {"type": "foreach", "in": ["s1"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "s3": {"type": "linear", "in": ["s2"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "j3": {"type": "join", "in": ["s3"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "j2": {"type": "join", "in": ["j3"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "j1": {"type": "join", "in": ["j2"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "end": {"type": "end", "in": ["j1"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": ["metaflow.Foreach3Flow.end"]},
     },
 }
 

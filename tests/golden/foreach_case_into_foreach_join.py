@@ -3,6 +3,7 @@
 #   python /src/foreach_case_into_foreach_join_flow.py dagster create <this file>
 # 8 steps become 8 ops, plus 2 barrier ops for nested foreach levels.
 
+import json
 from dagster import Definitions, DynamicOut, Out, RetryPolicy, job, op
 
 FLOW = {
@@ -16,20 +17,24 @@ FLOW = {
     "parameters": [
         {"name": "kinds", "var": "kinds", "type": "str", "default": "fxf", "required": False, "help": "one letter per foreach item: the switch case it takes"},
     ],
+    "config_schema": {
+        "kinds": {"type": "String", "default_value": "fxf", "description": "one letter per foreach item: the switch case it takes"},
+    },
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/src/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "METAFLOW_*"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": None,
     "finish_triggers": None,
+    "sensors": {},
     "steps": {
-        "start": {"type": "foreach", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "route": {"type": "split-switch", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "fan": {"type": "foreach", "in": ["route"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "body": {"type": "linear", "in": ["fan"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "join_subs": {"type": "join", "in": ["body"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}},
-        "plain": {"type": "linear", "in": ["route"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "join": {"type": "join", "in": ["join_subs", "plain"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}},
-        "end": {"type": "end", "in": ["join"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
+        "start": {"type": "foreach", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "route": {"type": "split-switch", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "fan": {"type": "foreach", "in": ["route"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "body": {"type": "linear", "in": ["fan"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "join_subs": {"type": "join", "in": ["body"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "plain": {"type": "linear", "in": ["route"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "join": {"type": "join", "in": ["join_subs", "plain"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "end": {"type": "end", "in": ["join"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": ["metaflow.ForeachCaseIntoForeachJoinFlow.end"]},
     },
 }
 

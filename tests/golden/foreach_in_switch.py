@@ -3,6 +3,7 @@
 #   python /src/foreach_in_switch_flow.py dagster create <this file>
 # 7 steps become 7 ops.
 
+import json
 from dagster import Definitions, DynamicOut, Out, RetryPolicy, job, op
 
 FLOW = {
@@ -16,19 +17,23 @@ FLOW = {
     "parameters": [
         {"name": "mode", "var": "mode", "type": "str", "default": "many", "required": False, "help": ""},
     ],
+    "config_schema": {
+        "mode": {"type": "String", "default_value": "many"},
+    },
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/src/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "METAFLOW_*"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": None,
     "finish_triggers": None,
+    "sensors": {},
     "steps": {
-        "start": {"type": "split-switch", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "fan": {"type": "foreach", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "work": {"type": "linear", "in": ["fan"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "gather": {"type": "join", "in": ["work"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}},
-        "single": {"type": "linear", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "merge": {"type": "linear", "in": ["gather", "single"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "end": {"type": "end", "in": ["merge"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
+        "start": {"type": "split-switch", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "fan": {"type": "foreach", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "work": {"type": "linear", "in": ["fan"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "gather": {"type": "join", "in": ["work"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "single": {"type": "linear", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "merge": {"type": "linear", "in": ["gather", "single"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "end": {"type": "end", "in": ["merge"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": ["metaflow.ForeachInSwitchFlow.end"]},
     },
 }
 

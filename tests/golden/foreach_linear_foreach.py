@@ -3,6 +3,7 @@
 #   python /src/foreach_linear_foreach_flow.py dagster create <this file>
 # 7 steps become 7 ops.
 
+import json
 from dagster import Definitions, DynamicOut, Out, RetryPolicy, job, op
 
 FLOW = {
@@ -14,19 +15,21 @@ FLOW = {
     "end_step": "end",
     "project": None,
     "parameters": [],
+    "config_schema": {},
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/data/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "METAFLOW_*", "AWS_*", "DAGSTER_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": None,
     "finish_triggers": None,
+    "sensors": {},
     "steps": {
-        "start": {"type": "foreach", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "f1": {"type": "linear", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "j1": {"type": "join", "in": ["f1"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}},
-        "mid": {"type": "foreach", "in": ["j1"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "f2": {"type": "linear", "in": ["mid"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "j2": {"type": "join", "in": ["f2"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}},
-        "end": {"type": "end", "in": ["j2"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
+        "start": {"type": "foreach", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "f1": {"type": "linear", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "j1": {"type": "join", "in": ["f1"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "mid": {"type": "foreach", "in": ["j1"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "f2": {"type": "linear", "in": ["mid"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "j2": {"type": "join", "in": ["f2"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "end": {"type": "end", "in": ["j2"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": ["metaflow.ForeachLinearForeachFlow.end"]},
     },
 }
 

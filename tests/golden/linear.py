@@ -3,6 +3,7 @@
 #   python /src/linear_flow.py dagster create <this file>
 # 5 steps become 5 ops.
 
+import json
 from dagster import Definitions, DynamicOut, Out, RetryPolicy, job, op
 
 FLOW = {
@@ -17,17 +18,22 @@ FLOW = {
         {"name": "alpha", "var": "alpha", "type": "float", "default": 0.5, "required": False, "help": "a float"},
         {"name": "name", "var": "name", "type": "str", "default": "world", "required": False, "help": "who to greet"},
     ],
+    "config_schema": {
+        "alpha": {"type": "Float", "default_value": 0.5, "description": "a float"},
+        "name": {"type": "String", "default_value": "world", "description": "who to greet"},
+    },
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/src/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "METAFLOW_*"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": None,
     "finish_triggers": None,
+    "sensors": {},
     "steps": {
-        "start": {"type": "start", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "a": {"type": "linear", "in": ["start"], "foreach_join": False, "user_retries": 2, "timeout": 0, "env": {}},
-        "b": {"type": "linear", "in": ["a"], "foreach_join": False, "user_retries": 0, "timeout": 30, "env": {}},
-        "c": {"type": "linear", "in": ["b"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {"GREETING": "hi \"there\"\n", "LANG": "C.UTF-8"}},
-        "end": {"type": "end", "in": ["c"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
+        "start": {"type": "start", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "a": {"type": "linear", "in": ["start"], "foreach_join": False, "user_retries": 2, "timeout": 0, "env": {}, "emits": []},
+        "b": {"type": "linear", "in": ["a"], "foreach_join": False, "user_retries": 0, "timeout": 30, "env": {}, "emits": []},
+        "c": {"type": "linear", "in": ["b"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {"GREETING": "hi \"there\"\n", "LANG": "C.UTF-8"}, "emits": []},
+        "end": {"type": "end", "in": ["c"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": ["metaflow.LinearFlow.end"]},
     },
 }
 

@@ -7,6 +7,7 @@
 #       --add-flow /src/chain_b_flow.py \
 #       --add-flow /src/chain_c_flow.py
 
+import json
 from dagster import Definitions, DynamicOut, Out, RetryPolicy, job, op
 
 # ---- embedded runtime: metaflow_dagster/runtime.py ----
@@ -27,14 +28,18 @@ FLOW_chain_user_tester_ChainAFlow = {
     "parameters": [
         {"name": "seed", "var": "seed", "type": "int", "default": 1, "required": False, "help": ""},
     ],
+    "config_schema": {
+        "seed": {"type": "Int", "default_value": 1},
+    },
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/data/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "tester", "env_allowlist": ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "METAFLOW_*", "AWS_*", "DAGSTER_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": None,
     "finish_triggers": None,
+    "sensors": {},
     "steps": {
-        "start": {"type": "start", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "end": {"type": "end", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
+        "start": {"type": "start", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "end": {"type": "end", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": ["metaflow.chain.user.tester.ChainAFlow.end"]},
     },
 }
 
@@ -79,6 +84,7 @@ FLOW_chain_user_tester_ChainBFlow = {
     "start_op": "chain_user_tester_ChainBFlow__start",
     "project": {"name": "chain", "branch": "user.tester", "flow_name": "chain.user.tester.ChainBFlow", "production": False},
     "parameters": [],
+    "config_schema": {},
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/data/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "tester", "env_allowlist": ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "METAFLOW_*", "AWS_*", "DAGSTER_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
@@ -86,10 +92,13 @@ FLOW_chain_user_tester_ChainBFlow = {
     "finish_triggers": {"events": [
         {"name": "metaflow.chain.user.tester.ChainAFlow.end", "flow": "ChainAFlow", "type": "run", "filters": {"auto-generated-by-metaflow": "True", "project_name": "chain", "branch_name": "user.tester"}},
     ], "options": {}},
+    "sensors": {
+        "finish_triggers": {"name": "chain_user_tester_ChainBFlow_after_ChainAFlow", "description": "Runs ChainBFlow once for each successful run of ChainAFlow (events metaflow.chain.user.tester.ChainAFlow.end)"},
+    },
     "steps": {
-        "start": {"type": "start", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "done": {"type": "linear", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "end": {"type": "end", "in": ["done"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
+        "start": {"type": "start", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "done": {"type": "linear", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "end": {"type": "end", "in": ["done"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": ["metaflow.chain.user.tester.ChainBFlow.end"]},
     },
 }
 
@@ -149,6 +158,7 @@ FLOW_ChainCFlow = {
     "start_op": "ChainCFlow__start",
     "project": None,
     "parameters": [],
+    "config_schema": {},
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/data/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "tester", "env_allowlist": ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "METAFLOW_*", "AWS_*", "DAGSTER_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
@@ -157,9 +167,12 @@ FLOW_ChainCFlow = {
         {"name": "metaflow.chain.user.tester.ChainAFlow.end", "flow": "ChainAFlow", "type": "run", "filters": {"auto-generated-by-metaflow": "True", "project_name": "chain", "branch_name": "user.tester"}},
         {"name": "metaflow.chain.user.tester.ChainBFlow.end", "flow": "ChainBFlow", "type": "run", "filters": {"auto-generated-by-metaflow": "True", "project_name": "chain", "branch_name": "user.tester"}},
     ], "options": {}},
+    "sensors": {
+        "finish_triggers": {"name": "ChainCFlow_after_ChainAFlow_and_ChainBFlow", "description": "Runs ChainCFlow once for each successful run of ChainAFlow and ChainBFlow (events metaflow.chain.user.tester.ChainAFlow.end, metaflow.chain.user.tester.ChainBFlow.end)"},
+    },
     "steps": {
-        "start": {"type": "start", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "end": {"type": "end", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
+        "start": {"type": "start", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "end": {"type": "end", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": ["metaflow.ChainCFlow.end"]},
     },
 }
 

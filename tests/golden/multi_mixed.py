@@ -7,6 +7,7 @@
 #       --add-flow /src/nested_foreach_flow.py \
 #       --add-flow /src/trigger_forms_flow.py
 
+import json
 from dagster import Definitions, DynamicOut, Out, RetryPolicy, job, op
 from dagster import DefaultScheduleStatus, ScheduleDefinition
 
@@ -29,14 +30,18 @@ FLOW_ScheduleCronFlow = {
     "parameters": [
         {"name": "alpha", "var": "alpha", "type": "int", "default": 1, "required": False, "help": ""},
     ],
+    "config_schema": {
+        "alpha": {"type": "Int", "default_value": 1},
+    },
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/data/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "METAFLOW_*", "AWS_*", "DAGSTER_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": None,
     "finish_triggers": None,
+    "sensors": {},
     "steps": {
-        "start": {"type": "start", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "end": {"type": "end", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
+        "start": {"type": "start", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "end": {"type": "end", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": ["metaflow.ScheduleCronFlow.end"]},
     },
 }
 
@@ -91,19 +96,21 @@ FLOW_NestedForeachFlow = {
     "start_op": "NestedForeachFlow__start",
     "project": None,
     "parameters": [],
+    "config_schema": {},
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/data/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "METAFLOW_*", "AWS_*", "DAGSTER_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": None,
     "finish_triggers": None,
+    "sensors": {},
     "steps": {
-        "start": {"type": "foreach", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "mid": {"type": "foreach", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "leaf": {"type": "linear", "in": ["mid"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "join_inner": {"type": "join", "in": ["leaf"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}},
-        "after_inner": {"type": "linear", "in": ["join_inner"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "join_outer": {"type": "join", "in": ["after_inner"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}},
-        "end": {"type": "end", "in": ["join_outer"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
+        "start": {"type": "foreach", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "mid": {"type": "foreach", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "leaf": {"type": "linear", "in": ["mid"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "join_inner": {"type": "join", "in": ["leaf"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "after_inner": {"type": "linear", "in": ["join_inner"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "join_outer": {"type": "join", "in": ["after_inner"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "end": {"type": "end", "in": ["join_outer"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": ["metaflow.NestedForeachFlow.end"]},
     },
 }
 
@@ -234,14 +241,21 @@ FLOW_forms_user_alice_TriggerFormsFlow = {
         {"name": "count", "var": "count", "type": "int", "default": 1, "required": False, "help": ""},
         {"name": "label", "var": "label", "type": "str", "default": "none", "required": False, "help": ""},
     ],
+    "config_schema": {
+        "count": {"type": "Int", "default_value": 1},
+        "label": {"type": "String", "default_value": "none"},
+    },
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/data/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "METAFLOW_*", "AWS_*", "DAGSTER_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": {"events": [{"name": "plain.event", "parameters": {"count": "n"}}, {"name": "computed.name", "parameters": {"label": "label"}}, {"name": "mfns.forms.user.alice.scoped", "parameters": {}}], "options": {}},
     "finish_triggers": None,
+    "sensors": {
+        "triggers": {"name": "forms_user_alice_TriggerFormsFlow_on_plain_event_and_computed_name_and_mfns_forms_user_alice_scoped", "description": "Runs TriggerFormsFlow for each event plain.event + computed.name + mfns.forms.user.alice.scoped published to the Dagster event log"},
+    },
     "steps": {
-        "start": {"type": "start", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "end": {"type": "end", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
+        "start": {"type": "start", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "end": {"type": "end", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": ["metaflow.forms.user.alice.TriggerFormsFlow.end"]},
     },
 }
 

@@ -3,6 +3,7 @@
 #   python /src/nested_foreach_flow.py dagster create <this file>
 # 7 steps become 7 ops, plus 2 barrier ops for nested foreach levels.
 
+import json
 from dagster import Definitions, DynamicOut, Out, RetryPolicy, job, op
 
 FLOW = {
@@ -14,19 +15,21 @@ FLOW = {
     "end_step": "end",
     "project": None,
     "parameters": [],
+    "config_schema": {},
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/src/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "METAFLOW_*"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": None,
     "finish_triggers": None,
+    "sensors": {},
     "steps": {
-        "start": {"type": "foreach", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "mid": {"type": "foreach", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "leaf": {"type": "linear", "in": ["mid"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "join_inner": {"type": "join", "in": ["leaf"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}},
-        "after_inner": {"type": "linear", "in": ["join_inner"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "join_outer": {"type": "join", "in": ["after_inner"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}},
-        "end": {"type": "end", "in": ["join_outer"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
+        "start": {"type": "foreach", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "mid": {"type": "foreach", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "leaf": {"type": "linear", "in": ["mid"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "join_inner": {"type": "join", "in": ["leaf"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "after_inner": {"type": "linear", "in": ["join_inner"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "join_outer": {"type": "join", "in": ["after_inner"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "end": {"type": "end", "in": ["join_outer"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": ["metaflow.NestedForeachFlow.end"]},
     },
 }
 

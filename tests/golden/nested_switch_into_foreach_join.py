@@ -3,6 +3,7 @@
 #   python /src/nested_switch_into_foreach_join_flow.py dagster create <this file>
 # 8 steps become 8 ops, plus 2 barrier ops for nested foreach levels.
 
+import json
 from dagster import Definitions, DynamicOut, Out, RetryPolicy, job, op
 
 FLOW = {
@@ -16,20 +17,24 @@ FLOW = {
     "parameters": [
         {"name": "groups", "var": "groups", "type": "str", "default": "ab,bb,aa", "required": False, "help": "comma-separated groups, one letter per item"},
     ],
+    "config_schema": {
+        "groups": {"type": "String", "default_value": "ab,bb,aa", "description": "comma-separated groups, one letter per item"},
+    },
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/src/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "METAFLOW_*"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": None,
     "finish_triggers": None,
+    "sensors": {},
     "steps": {
-        "start": {"type": "foreach", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "group": {"type": "foreach", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "process_item": {"type": "split-switch", "in": ["group"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "handle_a": {"type": "linear", "in": ["process_item"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "handle_b": {"type": "linear", "in": ["process_item"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "join_items": {"type": "join", "in": ["handle_a", "handle_b"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}},
-        "join_groups": {"type": "join", "in": ["join_items"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}},
-        "end": {"type": "end", "in": ["join_groups"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
+        "start": {"type": "foreach", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "group": {"type": "foreach", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "process_item": {"type": "split-switch", "in": ["group"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "handle_a": {"type": "linear", "in": ["process_item"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "handle_b": {"type": "linear", "in": ["process_item"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "join_items": {"type": "join", "in": ["handle_a", "handle_b"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "join_groups": {"type": "join", "in": ["join_items"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "end": {"type": "end", "in": ["join_groups"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": ["metaflow.NestedSwitchIntoForeachJoinFlow.end"]},
     },
 }
 

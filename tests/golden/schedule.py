@@ -3,6 +3,7 @@
 #   python /src/schedule_cron_flow.py dagster create <this file>
 # 2 steps become 2 ops.
 
+import json
 from dagster import Definitions, DynamicOut, Out, RetryPolicy, job, op
 from dagster import DefaultScheduleStatus, ScheduleDefinition
 
@@ -17,14 +18,18 @@ FLOW = {
     "parameters": [
         {"name": "alpha", "var": "alpha", "type": "int", "default": 1, "required": False, "help": ""},
     ],
+    "config_schema": {
+        "alpha": {"type": "Int", "default_value": 1},
+    },
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/data/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "METAFLOW_*", "AWS_*", "DAGSTER_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": None,
     "finish_triggers": None,
+    "sensors": {},
     "steps": {
-        "start": {"type": "start", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "end": {"type": "end", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
+        "start": {"type": "start", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "end": {"type": "end", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": ["metaflow.ScheduleCronFlow.end"]},
     },
 }
 

@@ -3,6 +3,7 @@
 #   python /src/single_step_flow.py dagster create <this file>
 # 1 steps become 1 ops.
 
+import json
 from dagster import Definitions, DynamicOut, Out, RetryPolicy, job, op
 
 FLOW = {
@@ -14,13 +15,15 @@ FLOW = {
     "end_step": "only",
     "project": None,
     "parameters": [],
+    "config_schema": {},
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/src/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "METAFLOW_*"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": None,
     "finish_triggers": None,
+    "sensors": {},
     "steps": {
-        "only": {"type": "end", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
+        "only": {"type": "end", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": ["metaflow.SingleStepFlow.only", "metaflow.SingleStepFlow.end"]},
     },
 }
 

@@ -3,6 +3,7 @@
 #   python /src/split3_flow.py dagster create <this file>
 # 6 steps become 6 ops.
 
+import json
 from dagster import Definitions, DynamicOut, Out, RetryPolicy, job, op
 
 FLOW = {
@@ -14,18 +15,20 @@ FLOW = {
     "end_step": "end",
     "project": None,
     "parameters": [],
+    "config_schema": {},
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/src/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "METAFLOW_*"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": None,
     "finish_triggers": None,
+    "sensors": {},
     "steps": {
-        "start": {"type": "split", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "a": {"type": "linear", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "b": {"type": "linear", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "c": {"type": "linear", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "join": {"type": "join", "in": ["a", "b", "c"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "end": {"type": "end", "in": ["join"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
+        "start": {"type": "split", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "a": {"type": "linear", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "b": {"type": "linear", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "c": {"type": "linear", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "join": {"type": "join", "in": ["a", "b", "c"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "end": {"type": "end", "in": ["join"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": ["metaflow.Split3Flow.end"]},
     },
 }
 

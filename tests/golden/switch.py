@@ -3,6 +3,7 @@
 #   python /src/switch_flow.py dagster create <this file>
 # 6 steps become 6 ops.
 
+import json
 from dagster import Definitions, DynamicOut, Out, RetryPolicy, job, op
 
 FLOW = {
@@ -16,18 +17,22 @@ FLOW = {
     "parameters": [
         {"name": "mode", "var": "mode", "type": "str", "default": "long", "required": False, "help": ""},
     ],
+    "config_schema": {
+        "mode": {"type": "String", "default_value": "long"},
+    },
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/src/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "METAFLOW_*"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": None,
     "finish_triggers": None,
+    "sensors": {},
     "steps": {
-        "start": {"type": "split-switch", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "short": {"type": "linear", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "long1": {"type": "linear", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "long2": {"type": "linear", "in": ["long1"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "merge": {"type": "linear", "in": ["long2", "short", "start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "end": {"type": "end", "in": ["merge"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
+        "start": {"type": "split-switch", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "short": {"type": "linear", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "long1": {"type": "linear", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "long2": {"type": "linear", "in": ["long1"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "merge": {"type": "linear", "in": ["long2", "short", "start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "end": {"type": "end", "in": ["merge"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": ["metaflow.SwitchFlow.end"]},
     },
 }
 

@@ -3,6 +3,7 @@
 #   python /src/switch_chain_into_foreach_join_flow.py dagster create <this file>
 # 7 steps become 7 ops.
 
+import json
 from dagster import Definitions, DynamicOut, Out, RetryPolicy, job, op
 
 FLOW = {
@@ -16,19 +17,23 @@ FLOW = {
     "parameters": [
         {"name": "kinds", "var": "kinds", "type": "str", "default": "abba", "required": False, "help": "one letter per foreach item: the switch case it takes"},
     ],
+    "config_schema": {
+        "kinds": {"type": "String", "default_value": "abba", "description": "one letter per foreach item: the switch case it takes"},
+    },
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/src/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "METAFLOW_*"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": None,
     "finish_triggers": None,
+    "sensors": {},
     "steps": {
-        "start": {"type": "foreach", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "process_item": {"type": "split-switch", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "handle_a": {"type": "linear", "in": ["process_item"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "polish_a": {"type": "linear", "in": ["handle_a"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "handle_b": {"type": "linear", "in": ["process_item"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "join": {"type": "join", "in": ["handle_b", "polish_a"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}},
-        "end": {"type": "end", "in": ["join"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
+        "start": {"type": "foreach", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "process_item": {"type": "split-switch", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "handle_a": {"type": "linear", "in": ["process_item"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "polish_a": {"type": "linear", "in": ["handle_a"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "handle_b": {"type": "linear", "in": ["process_item"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "join": {"type": "join", "in": ["handle_b", "polish_a"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "end": {"type": "end", "in": ["join"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": ["metaflow.SwitchChainIntoForeachJoinFlow.end"]},
     },
 }
 

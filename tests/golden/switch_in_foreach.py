@@ -3,6 +3,7 @@
 #   python /src/switch_in_foreach_flow.py dagster create <this file>
 # 8 steps become 8 ops.
 
+import json
 from dagster import Definitions, DynamicOut, Out, RetryPolicy, job, op
 
 FLOW = {
@@ -14,20 +15,22 @@ FLOW = {
     "end_step": "end",
     "project": None,
     "parameters": [],
+    "config_schema": {},
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/src/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "METAFLOW_*"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": None,
     "finish_triggers": None,
+    "sensors": {},
     "steps": {
-        "start": {"type": "foreach", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "route": {"type": "split-switch", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "even": {"type": "linear", "in": ["route"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "odd": {"type": "linear", "in": ["route"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "odd2": {"type": "linear", "in": ["odd"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "merge": {"type": "linear", "in": ["even", "odd2"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "join": {"type": "join", "in": ["merge"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}},
-        "end": {"type": "end", "in": ["join"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
+        "start": {"type": "foreach", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "route": {"type": "split-switch", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "even": {"type": "linear", "in": ["route"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "odd": {"type": "linear", "in": ["route"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "odd2": {"type": "linear", "in": ["odd"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "merge": {"type": "linear", "in": ["even", "odd2"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "join": {"type": "join", "in": ["merge"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "end": {"type": "end", "in": ["join"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": ["metaflow.SwitchInForeachFlow.end"]},
     },
 }
 

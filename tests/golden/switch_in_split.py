@@ -3,6 +3,7 @@
 #   python /src/switch_in_split_flow.py dagster create <this file>
 # 7 steps become 7 ops.
 
+import json
 from dagster import Definitions, DynamicOut, Out, RetryPolicy, job, op
 
 FLOW = {
@@ -16,19 +17,23 @@ FLOW = {
     "parameters": [
         {"name": "mode", "var": "mode", "type": "str", "default": "b", "required": False, "help": "the case 'route' takes: b or c"},
     ],
+    "config_schema": {
+        "mode": {"type": "String", "default_value": "b", "description": "the case 'route' takes: b or c"},
+    },
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/src/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "METAFLOW_*"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": None,
     "finish_triggers": None,
+    "sensors": {},
     "steps": {
-        "start": {"type": "split", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "route": {"type": "split-switch", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "case_b": {"type": "linear", "in": ["route"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "case_c": {"type": "linear", "in": ["route"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "other": {"type": "linear", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "join": {"type": "join", "in": ["case_b", "case_c", "other"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "end": {"type": "end", "in": ["join"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
+        "start": {"type": "split", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "route": {"type": "split-switch", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "case_b": {"type": "linear", "in": ["route"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "case_c": {"type": "linear", "in": ["route"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "other": {"type": "linear", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "join": {"type": "join", "in": ["case_b", "case_c", "other"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "end": {"type": "end", "in": ["join"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": ["metaflow.SwitchInSplitFlow.end"]},
     },
 }
 

@@ -3,6 +3,7 @@
 #   python /src/switch_into_foreach_join_flow.py dagster create <this file>
 # 6 steps become 6 ops.
 
+import json
 from dagster import Definitions, DynamicOut, Out, RetryPolicy, job, op
 
 FLOW = {
@@ -16,18 +17,22 @@ FLOW = {
     "parameters": [
         {"name": "kinds", "var": "kinds", "type": "str", "default": "abbab", "required": False, "help": "one letter per foreach item: the switch case it takes"},
     ],
+    "config_schema": {
+        "kinds": {"type": "String", "default_value": "abbab", "description": "one letter per foreach item: the switch case it takes"},
+    },
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/src/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "METAFLOW_*"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": None,
     "finish_triggers": None,
+    "sensors": {},
     "steps": {
-        "start": {"type": "foreach", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "process_item": {"type": "split-switch", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "handle_a": {"type": "linear", "in": ["process_item"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "handle_b": {"type": "linear", "in": ["process_item"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "join": {"type": "join", "in": ["handle_a", "handle_b"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}},
-        "end": {"type": "end", "in": ["join"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
+        "start": {"type": "foreach", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "process_item": {"type": "split-switch", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "handle_a": {"type": "linear", "in": ["process_item"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "handle_b": {"type": "linear", "in": ["process_item"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "join": {"type": "join", "in": ["handle_a", "handle_b"], "foreach_join": True, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "end": {"type": "end", "in": ["join"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": ["metaflow.SwitchIntoForeachJoinFlow.end"]},
     },
 }
 

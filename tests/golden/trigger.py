@@ -3,6 +3,7 @@
 #   python /src/trigger_forms_flow.py dagster create <this file>
 # 2 steps become 2 ops.
 
+import json
 from dagster import Definitions, DynamicOut, Out, RetryPolicy, job, op
 
 FLOW = {
@@ -17,14 +18,21 @@ FLOW = {
         {"name": "count", "var": "count", "type": "int", "default": 1, "required": False, "help": ""},
         {"name": "label", "var": "label", "type": "str", "default": "none", "required": False, "help": ""},
     ],
+    "config_schema": {
+        "count": {"type": "Int", "default_value": 1},
+        "label": {"type": "String", "default_value": "none"},
+    },
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/data/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "METAFLOW_*", "AWS_*", "DAGSTER_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
     "triggers": {"events": [{"name": "plain.event", "parameters": {"count": "n"}}, {"name": "computed.name", "parameters": {"label": "label"}}, {"name": "mfns.forms.user.alice.scoped", "parameters": {}}], "options": {"secret_env": "DATA_READY_SECRET", "interval": 5}},
     "finish_triggers": None,
+    "sensors": {
+        "triggers": {"name": "forms_user_alice_TriggerFormsFlow_on_plain_event_and_computed_name_and_mfns_forms_user_alice_scoped", "description": "Runs TriggerFormsFlow for each event plain.event + computed.name + mfns.forms.user.alice.scoped published to the Dagster event log"},
+    },
     "steps": {
-        "start": {"type": "start", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
-        "end": {"type": "end", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}},
+        "start": {"type": "start", "in": [], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": []},
+        "end": {"type": "end", "in": ["start"], "foreach_join": False, "user_retries": 0, "timeout": 0, "env": {}, "emits": ["metaflow.forms.user.alice.TriggerFormsFlow.end"]},
     },
 }
 

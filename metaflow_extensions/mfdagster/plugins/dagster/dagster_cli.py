@@ -30,12 +30,12 @@ from metaflow_dagster import location as loc
 
 from .dagster_compiler import (
     CODE_PACKAGE_MODES,
-    DagsterException,
     _job_name,
     build_ir,
     compile_ir,
     package_code,
 )
+from .exception import DagsterException
 
 
 @click.group()
@@ -338,6 +338,8 @@ def _submit(obj, d, values, tags, opts, what):
                 raise DagsterException(
                     "%s changed after `dagster create`: deploy it again before running *%s*" % (flow["file"], d.name)
                 )
+    from metaflow_dagster.runtime import RUN_ID_TAG
+
     config = dep.run_config(flow, values)
     url = dep.find_webserver(d.home)
     if url is None:
@@ -350,7 +352,7 @@ def _submit(obj, d, values, tags, opts, what):
     run_id = dep.new_run_id()
     pathspec = "%s/%s" % (flow["name"], run_id)
     dagster_run_id = dep.launch(url, state.location, state.repositories[d.name], d.name, config,
-                                dict(tags, **{dep.RUN_ID_TAG: run_id}))
+                                dict(tags, **{RUN_ID_TAG: run_id}))
     with dep.instance(d.home) as inst:
         if inst.get_run_by_id(dagster_run_id) is None:
             raise DagsterException(
@@ -486,6 +488,8 @@ def trigger(obj, wait=False, run_id_file=None, deployer_attribute_file=None, **k
 @click.pass_obj
 def resume(obj, step_to_rerun=None, origin_run_id=None, wait=False, run_id_file=None, deployer_attribute_file=None,
            **kwargs):
+    from metaflow_dagster.runtime import ORIGIN_RUN_TAG, RESUME_STEP_TAG
+
     d = _deployment(obj, "resume")
     opts = {"wait": wait, "run_id_file": run_id_file, "deployer_attribute_file": deployer_attribute_file}
     name = d.flow["name"]
@@ -495,9 +499,9 @@ def resume(obj, step_to_rerun=None, origin_run_id=None, wait=False, run_id_file=
             % (name, origin_run_id, step_to_rerun, name, ", ".join(d.flow["steps"]))
         )
     values = dict(dep.origin_parameters(d.flow, origin_run_id), **_given_parameters(obj, kwargs))
-    tags = {dep.ORIGIN_RUN_TAG: origin_run_id}
+    tags = {ORIGIN_RUN_TAG: origin_run_id}
     if step_to_rerun:
-        tags[dep.RESUME_STEP_TAG] = step_to_rerun
+        tags[RESUME_STEP_TAG] = step_to_rerun
     _submit(obj, d, values, tags, opts, "Resumed")
 
 

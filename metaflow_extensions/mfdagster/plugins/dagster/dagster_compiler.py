@@ -19,6 +19,8 @@ from metaflow.exception import MetaflowException
 from metaflow.includefile import FilePathClass
 from metaflow.parameters import JSONTypeClass, deploy_time_eval
 
+from .exception import DagsterException
+
 IR_VERSION = 1
 
 # Environment variables forwarded to tasks at run time, read from the worker's own environment.
@@ -31,10 +33,6 @@ ENV_ALLOWLIST = [
     "DAGSTER_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
 ]
 ENV_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\*?$")
-
-
-class DagsterException(MetaflowException):
-    headline = "Dagster error"
 
 
 def _jsonable(value):
@@ -187,8 +185,11 @@ def _config(name, stored):
 
 
 def _job_name(flow_name):
-    name = current.get("project_flow_name") or flow_name
-    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+    """The Dagster job name of the flow: its project_flow_name under @project, else its name, as the C core names
+    a job (the core decides every name the definitions use)."""
+    from metaflow_dagster import _core
+
+    return _core.job_name(current.get("project_flow_name") or flow_name)
 
 
 def env_allowlist(forward_env=()):
@@ -285,15 +286,23 @@ def build_ir(obj, tags=(), namespace=None, max_workers=16, workflow_timeout=0, e
     }
 
 
+def runtime_path():
+    """The source file of the runtime the definitions embed, found without importing it (it imports Dagster,
+    which compiling does not need)."""
+    import importlib.util
+
+    return importlib.util.find_spec("metaflow_dagster.runtime").origin
+
+
 def compile_ir(ir, *more):
     """Compile `ir` with the C core and return the definitions source, checked with `ast.parse`.
 
     With `more` IRs the flows share one file, one code location (`create --add-flow`); the core's
     diagnostics then name the flow each is about.
     """
-    from metaflow_dagster import _core, runtime
+    from metaflow_dagster import _core
 
-    with open(runtime.__file__, encoding="utf-8") as f:
+    with open(runtime_path(), encoding="utf-8") as f:
         runtime_src = f.read()
     names = ", ".join("*%s*" % x["flow"]["name"] for x in (ir,) + more)
     try:

@@ -3,26 +3,18 @@
 Registered as `DEPLOYER_IMPL_PROVIDERS_DESC` with TYPE "dagster", the name of the CLI group, so the Deployer
 spawns `python flow.py dagster create --deployer-attribute-file F` and reads the deployment back from F. Options
 the CLI does not have are refused here, before any process is spawned or file written. Metaflow imports this
-module while it initializes its plugins, so it imports nothing of this package at module level.
+module while it initializes its plugins, so at module level it imports nothing of this package but its
+exceptions (`exception.py`, which imports only Metaflow's exception base); `dagster_deployer_objects` imports
+this module's siblings, never this module, so the two do not import each other.
 """
 
 from typing import Any, ClassVar, Dict, Optional
 
 from metaflow.runner.deployer_impl import DeployerImpl
 
+from .exception import check_supported
+
 GROUP_OPTIONS = ("name",)
-
-
-def check_supported(what, given, supported):
-    """Raise DagsterException naming the options in ``given`` that are not in ``supported``."""
-    from .dagster_compiler import DagsterException  # not at import: Metaflow loads this module while it initializes
-
-    unsupported = sorted(set(given) - set(supported))
-    if unsupported:
-        raise DagsterException(
-            "%s option(s) %s not supported by Dagster deployments (supported: %s)"
-            % (what, ", ".join(unsupported), ", ".join(sorted(supported)) or "none")
-        )
 
 
 class DagsterDeployer(DeployerImpl):

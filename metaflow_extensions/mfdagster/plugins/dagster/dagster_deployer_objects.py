@@ -20,8 +20,7 @@ from metaflow.runner.utils import get_lower_level_group, handle_timeout, tempora
 from metaflow_dagster import deployments as dep
 from metaflow_dagster.deployments import write_atomic
 
-from .dagster_compiler import DagsterException
-from .dagster_deployer import check_supported
+from .exception import DagsterException, check_supported
 
 _STAND_IN_TYPES = {"str": "str", "int": "int", "float": "float", "bool": "bool", "json": "JSONType"}
 
