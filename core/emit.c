@@ -594,7 +594,7 @@ emit_banner_many(StrBuf *o, const Compile *units, size_t n, const Runtime *rt)
 static void
 emit_runtime(StrBuf *o, const Runtime *rt)
 {
-	mfd_sb_puts(o, "# ---- embedded runtime: metaflow_dagster/runtime.py ----\n");
+	mfd_sb_puts(o, "# ---- embedded runtime: metaflow_dagster/runtime/, amalgamated ----\n");
 	put_trimmed(o, rt->head, rt->nhead);
 	if (rt->nhead && strspn(rt->head, "\r\n") < rt->nhead && rt->ntail)
 		mfd_sb_puts(o, "\n\n");

@@ -25,9 +25,9 @@ Invariants:
   file's digest): never for a location the server does not serve. The Metaflow run id is chosen before the
   launch and given as the ``metaflow/run_id`` tag, so the caller can name the run at once.
 * Every wait is on Dagster's own state (the served job, a run status), bounded, and says what it waited for.
-* Dagster is imported only inside the functions that talk to an instance, and so is the runtime
-  (``metaflow_dagster.runtime``, which imports Dagster): the run tags and the conversion of Parameter values
-  are its, imported where they are used, never copied here.
+* Dagster is imported only inside the functions that talk to an instance. The run tags, the Metaflow run id
+  and the conversion of Parameter values are the runtime's contract (``metaflow_dagster.runtime.contract``,
+  standard library only), imported, never copied here.
 """
 
 import ast
@@ -46,6 +46,8 @@ import uuid
 from metaflow.exception import MetaflowException
 
 from metaflow_dagster import location as loc
+from metaflow_dagster.runtime.contract import RUN_ID_TAG, BadEvent, coerce_param
+from metaflow_dagster.runtime.contract import metaflow_run_id as derive_run_id
 
 WEBSERVER_URL_ENV = "METAFLOW_DAGSTER_WEBSERVER_URL"
 DEFAULT_WEBSERVER_URL = "http://127.0.0.1:3000"
@@ -623,8 +625,6 @@ def new_run_id():
 
 def config_value(param, value):
     """A Metaflow Parameter value as the start op's config field of type ``param["type"]`` takes it."""
-    from metaflow_dagster.runtime import BadEvent, coerce_param
-
     if param["type"] == "file":
         return str(value)
     try:
@@ -662,14 +662,11 @@ def instance(home):
 def metaflow_run_id(dagster_run, inst=None):
     """The Metaflow run id of a Dagster run, as the runtime derives it (given ``inst``, a re-execution without
     its root's tags reads them, as the runtime does)."""
-    from metaflow_dagster.runtime import RUN_ID_TAG
-    from metaflow_dagster.runtime import metaflow_run_id as derive
-
     root = dagster_run.root_run_id
     if inst is not None and root and RUN_ID_TAG not in dagster_run.tags:
         record = inst.get_run_by_id(root)
-        return derive(root, record.tags if record is not None else None)
-    return derive(dagster_run.run_id, dagster_run.tags, root)
+        return derive_run_id(root, record.tags if record is not None else None)
+    return derive_run_id(dagster_run.run_id, dagster_run.tags, root)
 
 
 def find_run(inst, job_name, run_id):
@@ -677,7 +674,6 @@ def find_run(inst, job_name, run_id):
     (the UI's) continue their group's Metaflow run, so the latest run of that group says how it ended."""
     from dagster import RunsFilter
 
-    from metaflow_dagster.runtime import RUN_ID_TAG
 
     found = inst.get_runs(filters=RunsFilter(job_name=job_name, tags={RUN_ID_TAG: run_id}), limit=1)
     if not found and run_id.startswith("dagster-"):

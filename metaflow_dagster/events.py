@@ -11,9 +11,9 @@ in ``DAGSTER_HOME``; with one it posts to the webserver's ``/report_asset_materi
 ``metaflow-dagster event publish``) is the command-line form. Every form refuses, before anything is
 written, a payload that is not JSON or is larger than ``MAX_PAYLOAD_BYTES``.
 
-The asset key, the size limit and the signature are those of the sensors' runtime (``metaflow_dagster.runtime``),
-imported from it where they are used: this module itself imports neither the runtime nor Dagster, so a flow
-that imports ``DagsterEvent`` does not pay for them until it publishes.
+The asset key prefix, the size limit and the signature are the runtime's contract
+(``metaflow_dagster.runtime.contract``, standard library only); Dagster is imported only to publish, so a
+flow that imports ``DagsterEvent`` does not pay for it until it publishes.
 
 Behind an authenticating reverse proxy, ``access_token`` (sent as ``Authorization: Bearer``, as ArgoEvent
 does) or ``headers`` authenticate the POST. For ``@trigger(options={"secret_env": NAME})`` the publisher
@@ -32,6 +32,8 @@ import urllib.parse
 import urllib.request
 import uuid
 from datetime import datetime, timezone
+
+from metaflow_dagster.runtime.contract import EVENT_ASSET_PREFIX, MAX_PAYLOAD_BYTES, SIGNATURE_FIELD, event_signature  # noqa: E501
 
 VALID_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 DEPLOYED_ENV = "METAFLOW_DAGSTER_DEPLOYED"
@@ -107,8 +109,6 @@ class DagsterEvent:
             return None
         event = envelope(self._name, {**self._payload, **(payload or {})})
         if self._secret:
-            from metaflow_dagster.runtime import SIGNATURE_FIELD, event_signature
-
             event[SIGNATURE_FIELD] = event_signature(event, self._secret)
         check_payload(self._name, event)  # bad input is an error whatever ignore_errors says
         try:
@@ -128,7 +128,7 @@ class DagsterEvent:
     def _write(self, event):
         from dagster import DagsterInstance
 
-        from metaflow_dagster.runtime import publish_event
+        from metaflow_dagster.runtime.sensors import publish_event
 
         if not os.environ.get("DAGSTER_HOME"):
             raise DagsterEventException("DAGSTER_HOME is not set and no url was given")
@@ -136,8 +136,6 @@ class DagsterEvent:
             publish_event(instance, self._name, event)
 
     def _post(self, event):
-        from metaflow_dagster.runtime import EVENT_ASSET_PREFIX
-
         url = "%s/report_asset_materialization/%s/%s" % (
             self._url.rstrip("/"), EVENT_ASSET_PREFIX, urllib.parse.quote(self._name),
         )
@@ -156,8 +154,6 @@ class DagsterEvent:
 def check_payload(name, fields):
     """Raise DagsterEventException when event ``name``'s ``fields`` are not a JSON object of at most
     MAX_PAYLOAD_BYTES (the sensors skip such events; here the publisher hears why)."""
-    from metaflow_dagster.runtime import MAX_PAYLOAD_BYTES
-
     for key, value in fields.items():
         try:
             json.dumps(value, allow_nan=False)

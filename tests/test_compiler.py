@@ -23,9 +23,17 @@ def export_ir(project, fixture):
 
 
 def runtime_src():
-    from metaflow_dagster import runtime
+    from metaflow_dagster.amalgamate import runtime_source
 
-    return open(runtime.__file__).read()
+    return runtime_source()
+
+
+def runtime_file(tmp_path):
+    """The amalgamated runtime in a file, for `mfdc -r`."""
+    path = tmp_path / "runtime.py"
+    res = subprocess.run([sys.executable, "-m", "metaflow_dagster.amalgamate", str(path)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    return str(path)
 
 
 def test_ir_export_describes_the_processed_graph(project):
@@ -205,7 +213,7 @@ def test_mfdc_driver_compiles_and_rejects(project, tmp_path):
     src = tmp_path / "ir.json"
     src.write_text(json.dumps(ir))
     out = tmp_path / "out.py"
-    runtime_py = os.path.join(REPO, "metaflow_dagster", "runtime.py")
+    runtime_py = runtime_file(tmp_path)
     res = subprocess.run([MFDC, "-r", runtime_py, "-o", str(out), str(src)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert out.read_text() == _core.compile(ir, runtime_src())
@@ -264,7 +272,7 @@ def test_generated_file_has_its_imports_at_the_top():
     assert {"collections", "threading"} <= {a.name for node in body[:first] if isinstance(node, ast.Import)
                                             for a in node.names}
     # What is left of the runtime starts with its docstring, right after the marker.
-    assert '# ---- embedded runtime: metaflow_dagster/runtime.py ----\n"""Runtime of a generated' in text
+    assert '# ---- embedded runtime: metaflow_dagster/runtime/, amalgamated ----\n"""Runtime of a generated' in text
 
 
 def test_the_core_names_the_job():
@@ -366,7 +374,7 @@ def test_mfdc_compiles_several_irs_into_one_file(project, tmp_path):
         with open(paths[-1], "w") as f:
             json.dump(ir, f)
     out = tmp_path / "out.py"
-    runtime_py = os.path.join(REPO, "metaflow_dagster", "runtime.py")
+    runtime_py = runtime_file(tmp_path)
     res = subprocess.run([MFDC, "-r", runtime_py, "-o", str(out), *paths], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert out.read_text() == _core.compile_many(irs, runtime_src())

@@ -112,3 +112,12 @@ def test_check_loads_a_file_as_a_code_server_does(tmp_path):
     no = subprocess.run([sys.executable, "-m", "metaflow_dagster.location", "check", str(bad)],
                         capture_output=True, text=True)
     assert no.returncode == 1 and "DagsterInvalidConfigError" in json.loads(no.stdout)["error"]
+
+
+def test_the_location_shares_the_runtimes_tag_names():
+    """location.py is copied alone into a Dagster home (it needs only Dagster), so it keeps its own copy of
+    the tag the runtime puts on every job; this keeps the two equal."""
+    from metaflow_dagster import location
+    from metaflow_dagster.runtime import contract
+
+    assert location.DEPLOYMENT_TAG == contract.DEPLOYMENT_TAG

@@ -10,15 +10,18 @@ import time
 import pytest
 from dagster import Failure, build_op_context
 
-from metaflow_dagster import runtime
 from metaflow_dagster.runtime import (
     FlowRuntime,
     StaleDefinitionsError,
+    executor,
     flatten_tokens,
     mapping_key,
     param_env_value,
+    processes,
     task_id_for,
+    tasks,
 )
+from metaflow_dagster.runtime import zygote as zygote_module
 from tests.helpers import compiled_literal, doc_ir
 
 
@@ -190,7 +193,9 @@ def test_runtime_imports_without_the_compiler():
 def test_runtime_imports_only_dagster_metaflow_and_stdlib():
     import ast
 
-    tree = ast.parse(open(runtime.__file__).read())
+    from metaflow_dagster.amalgamate import runtime_source
+
+    tree = ast.parse(runtime_source())  # what a generated file embeds
     roots = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -214,7 +219,7 @@ def test_forked_task_runs_the_file_as_main_and_streams_output(tmp_path):
     rt._spawn(ctx, [sys.executable, str(script), "0"], {"ONLY": "yes"}, 0, "forked", fork=True)
     with pytest.raises(Failure, match="forked failed with exit code 7"):
         rt._spawn(ctx, [sys.executable, str(script), "7"], {"ONLY": "yes"}, 0, "forked", fork=True)
-    proc = runtime._ForkedTask([str(script), "0"], {"ONLY": "x"}, str(tmp_path))
+    proc = tasks._ForkedTask([str(script), "0"], {"ONLY": "x"}, str(tmp_path))
     out = proc.stdout.read().decode()
     assert proc.wait() == 0
     assert out.strip() == "argv ['0'] env x other None"
@@ -237,7 +242,7 @@ def test_zygote_forks_tasks_and_reports_their_exit_status(tmp_path):
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
         "sys.exit(int(sys.argv[1]))\n"
     )
-    zygote = runtime._Zygote(str(tmp_path))
+    zygote = zygote_module._Zygote(str(tmp_path))
     try:
         for arg, code in (("0", 0), ("5", 5), ("kill", -9)):
             task = zygote.start([str(script), arg], {"ONLY": arg}, str(tmp_path))
@@ -272,7 +277,7 @@ def test_zygote_tasks_inherit_the_git_state_it_read_once(tmp_path):
     repo = os.path.dirname(os.path.abspath(__file__))
     script = tmp_path / "script.py"
     script.write_text("import json\nfrom metaflow import metaflow_git\nprint(json.dumps(metaflow_git._git_info_cache))")
-    zygote = runtime._Zygote(repo)
+    zygote = zygote_module._Zygote(repo)
     try:
         task = zygote.start([str(script)], {}, str(tmp_path))
         cached = json.loads(task.stdout.read().decode())
@@ -290,11 +295,11 @@ def test_input_paths_are_what_metaflow_decompresses():
     from metaflow.util import compress_list, decompress_list
 
     one = ["dagster-1f2e/_parameters/params"]
-    assert runtime._input_paths(one) == compress_list(one)
+    assert tasks._input_paths(one) == compress_list(one)
     for paths in (one, ["r/a/t", "r/b/t", "r/c/t"], ["r/body/t-%d" % i for i in range(5000)]):
-        assert decompress_list(runtime._input_paths(paths)) == paths
+        assert decompress_list(tasks._input_paths(paths)) == paths
     with pytest.raises(Exception, match="delimiter"):  # Metaflow's own check of what it cannot encode
-        runtime._input_paths(["r:1/a/t", "r/b/t"])
+        tasks._input_paths(["r:1/a/t", "r/b/t"])
 
 
 FLOW_SRC = """from metaflow import FlowSpec, step
@@ -329,8 +334,8 @@ def test_forked_tasks_report_what_the_op_reads_back(tmp_path, monkeypatch, capsy
     ctx = build_op_context()
     with rt._launcher() as launcher:
         # Only the zygote (forked above) has the real one: a result here came from the task's report.
-        monkeypatch.setattr(runtime, "_task_info", lambda *a: pytest.fail("read back in the run worker"))
-        runtime._OP_THREAD.launcher = launcher
+        monkeypatch.setattr(processes, "_task_info", lambda *a: pytest.fail("read back in the run worker"))
+        executor._OP_THREAD.launcher = launcher
         try:
             assert rt._init_params(ctx, "run-1") == "run-1/_parameters/params"
             argv = rt._command("step", "start", "--run-id", "run-1", "--task-id", "t", "--retry-count", "0",
@@ -341,7 +346,7 @@ def test_forked_tasks_report_what_the_op_reads_back(tmp_path, monkeypatch, capsy
             assert rt._init_params(ctx, "run-1") == "run-1/_parameters/params"
             assert "flow file runs" not in capsys.readouterr().out
         finally:
-            runtime._OP_THREAD.launcher = None
+            executor._OP_THREAD.launcher = None
     assert info["values"] == {"x": 7} and "x" in info["names"]
     assert not [n for n in info["names"] if n.startswith("_")]
 
@@ -362,7 +367,7 @@ def test_op_thread_tasks_fork_from_the_zygote_and_stop_when_the_run_is_interrupt
     outcome = {}
 
     def op(name, seconds):
-        runtime._OP_THREAD.launcher = launcher
+        executor._OP_THREAD.launcher = launcher
         try:
             rt._spawn(ctx, [sys.executable, str(script), seconds, name], {}, 0, name, fork=True)
             outcome[name] = "done"
@@ -422,12 +427,12 @@ def test_tasks_that_need_another_interpreter_never_fork(tmp_path, monkeypatch):
 
 
 def test_the_executor_probe_names_what_this_dagster_lacks():
-    assert runtime._threaded_executor_problem() is None  # the installed Dagster: threads
-    version = runtime.dagster_version()
-    assert runtime._threaded_executor_problem(
+    assert executor._threaded_executor_problem() is None  # the installed Dagster: threads
+    version = executor.dagster_version()
+    assert executor._threaded_executor_problem(
         (("dagster._core.execution.plan.active", "ActiveExecution", ("max_concurrent", "no_such_keyword")),)
     ) == "Dagster %s's dagster._core.execution.plan.active.ActiveExecution has no no_such_keyword" % version
-    assert runtime._threaded_executor_problem((("dagster._core.no_such_module", "X", ()),)) == (
+    assert executor._threaded_executor_problem((("dagster._core.no_such_module", "X", ()),)) == (
         "Dagster %s has no dagster._core.no_such_module.X" % version
     )
 
@@ -437,7 +442,7 @@ def test_only_a_process_started_to_run_the_job_forks_its_zygote_at_load():
     from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
     from dagster._grpc.types import ExecuteRunArgs
 
-    here = runtime._executes_job_here
+    here = executor._executes_job_here
     assert here("F", ["job", "execute", "-f", "defs.py", "-j", "F"])
     assert here("F", ["job", "execute", "-f", "defs.py", "--job=F"])
     assert here("F", ["job", "execute", "-f", "defs.py"])  # the file's only job
@@ -459,7 +464,7 @@ def test_reused_sqlite_engines_store_every_event_from_many_threads(tmp_path):
     from dagster._core.events.log import EventLogEntry
 
     with DagsterInstance.local_temp(str(tmp_path)) as instance:
-        assert runtime._reuse_sqlite_engines(instance)
+        assert executor._reuse_sqlite_engines(instance)
         run_id = "r1"
 
         def store(thread):
@@ -478,3 +483,14 @@ def test_reused_sqlite_engines_store_every_event_from_many_threads(tmp_path):
         assert sorted(messages) == sorted("%d-%d" % (t, i) for t in range(4) for i in range(40))
         # Per thread, in the order stored.
         assert [m for m in messages if m.startswith("2-")] == ["2-%d" % i for i in range(40)]
+
+
+def test_the_multiprocess_executor_is_chosen_by_environment(tmp_path, monkeypatch):
+    """METAFLOW_DAGSTER_EXECUTOR=multiprocess in the process loading the file gives jobs Dagster's own
+    multiprocess executor, with max_workers as its default max_concurrent (end to end: tests/e2e/test_executor.py)."""
+    rt = FlowRuntime(make_flow(tmp_path), check_stale=False)
+    assert executor.make_executor(rt).name == "metaflow_threads"
+    monkeypatch.setenv("METAFLOW_DAGSTER_EXECUTOR", "multiprocess")
+    chosen = executor.make_executor(rt)
+    assert chosen.name == "metaflow_multiprocess"
+    assert chosen.config_schema.config_type.fields["max_concurrent"].default_value == rt.flow["options"]["max_workers"]

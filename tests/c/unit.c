@@ -1268,7 +1268,7 @@ test_compile(void)
 
 	ASSERT(mfd_compile(ir, "# rt\n", &r1) == 0);
 	ASSERT(r1.text && r1.len == strlen(r1.text) && r1.ndiags == 0);
-	ASSERT(strstr(r1.text, "runtime.py ----\n# rt\n# ---- end of embedded runtime ----\n") != NULL);
+	ASSERT(strstr(r1.text, "amalgamated ----\n# rt\n# ---- end of embedded runtime ----\n") != NULL);
 	ASSERT(strstr(r1.text, "FLOW = {\n    \"name\": \"TFlow\",\n") != NULL);
 	ASSERT(strstr(r1.text, "        {\"name\": \"alpha\", \"var\": \"alpha\", \"type\": \"float\", \"default\": 0.5,") != NULL);
 	ASSERT(r1.len > 33 && strcmp(r1.text + r1.len - 33, "defs = Definitions(jobs=[TFlow])\n") == 0);
@@ -1313,17 +1313,17 @@ test_compile_runtime_imports(void)
 	text = r.text ? r.text : "";
 	ASSERT(strstr(text, "# 3 steps become 3 ops.\n\nimport os\nfrom dagster import (  # a comment (\n    Field,\n)\n\n"
 		"from json import \\\n    dumps\nfrom dagster import Definitions,") != NULL);
-	ASSERT(strstr(text, "runtime.py ----\n\"\"\"The runtime.\n\nfrom the docstring, not an import\n\"\"\"\n\n"
+	ASSERT(strstr(text, "amalgamated ----\n\"\"\"The runtime.\n\nfrom the docstring, not an import\n\"\"\"\n\n"
 		"# a comment\n\nX = 1\nimport late\n# ---- end of embedded runtime ----\n") != NULL);
 	mfd_result_free(&r);
 	/* Without imports at its top, the runtime is pasted whole. */
 	ASSERT(mfd_compile(ir, "X = 1\nimport os\n", &r) == 0);
 	text = r.text ? r.text : "";
 	ASSERT(strstr(text, "ops.\n\nfrom dagster import Definitions,") != NULL);
-	ASSERT(strstr(text, "runtime.py ----\nX = 1\nimport os\n# ---- end") != NULL);
+	ASSERT(strstr(text, "amalgamated ----\nX = 1\nimport os\n# ---- end") != NULL);
 	mfd_result_free(&r);
 	ASSERT(mfd_compile(ir, "\"\"\"unclosed\nimport os\n", &r) == 0);
-	ASSERT(r.text && strstr(r.text, "runtime.py ----\n\"\"\"unclosed\nimport os\n# ---- end") != NULL);
+	ASSERT(r.text && strstr(r.text, "amalgamated ----\n\"\"\"unclosed\nimport os\n# ---- end") != NULL);
 	mfd_result_free(&r);
 }
 

@@ -118,16 +118,25 @@ def test_task_output_reaches_the_runs_captured_logs(project, monkeypatch):
             assert terminal.count(line) == 1, terminal
 
 
-def test_without_the_dagster_internals_jobs_run_on_dagsters_multiprocess_executor(project, monkeypatch):
-    """The threaded executor drives Dagster internals. This Dagster has all of them; a Dagster without them
-    (or METAFLOW_DAGSTER_EXECUTOR=multiprocess) gets Dagster's own multiprocess executor: the same runs,
-    retries and attempt numbers included, each op in a process of its own."""
-    from metaflow_dagster.runtime import _threaded_executor_problem
+def test_without_one_dagster_internal_jobs_run_on_dagsters_multiprocess_executor(project, tmp_path):
+    """The threaded executor drives Dagster internals, all checked when a job is defined (the wall,
+    runtime/executor.py). Here one of them is removed from Dagster in the run's process (a sitecustomize
+    deletes reverse_cron_string_iterator, which Dagster's own multiprocess executor does not use): the job
+    warns, naming it, and runs on Dagster's multiprocess executor, retries and attempt numbers included."""
+    from metaflow_dagster.runtime.executor import _DAGSTER_INTERNALS, _threaded_executor_problem
 
     assert _threaded_executor_problem() is None
-    monkeypatch.setenv("METAFLOW_DAGSTER_EXECUTOR", "multiprocess")
+    assert ("dagster._utils.schedules", "reverse_cron_string_iterator", ()) in _DAGSTER_INTERNALS
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import dagster._utils.schedules as schedules\ndel schedules.reverse_cron_string_iterator\n")
     defs, _ = project.create(flow_path("retry_flow.py"))
-    drun, res = project.execute(defs, "RetryFlow")
+    argv = [sys.executable, "-m", "dagster", "job", "execute", "-f", defs, "-j", "RetryFlow"]
+    res = project.run(argv, PYTHONPATH=str(site))
+    assert res.returncode == 0, res
+    assert "has no dagster._utils.schedules.reverse_cron_string_iterator" in res.stderr, res.stderr[-3000:]
+    drun = project.latest_run("RetryFlow")
     assert drun.status == DagsterRunStatus.SUCCESS, res
     engine = [e.message for e in project.run_logs(drun.run_id)
               if e.dagster_event is not None and e.dagster_event.event_type == DagsterEventType.ENGINE_EVENT]

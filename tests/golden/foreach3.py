@@ -34,7 +34,7 @@ FLOW = {
     },
 }
 
-# ---- embedded runtime: metaflow_dagster/runtime.py ----
+# ---- embedded runtime: metaflow_dagster/runtime/, amalgamated ----
 # <runtime>
 # ---- end of embedded runtime ----
 

@@ -10,7 +10,7 @@
 import json
 from dagster import Definitions, DynamicOut, Out, RetryPolicy, job, op
 
-# ---- embedded runtime: metaflow_dagster/runtime.py ----
+# ---- embedded runtime: metaflow_dagster/runtime/, amalgamated ----
 # <runtime>
 # ---- end of embedded runtime ----
 

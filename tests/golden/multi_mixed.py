@@ -11,7 +11,7 @@ import json
 from dagster import Definitions, DynamicOut, Out, RetryPolicy, job, op
 from dagster import DefaultScheduleStatus, ScheduleDefinition
 
-# ---- embedded runtime: metaflow_dagster/runtime.py ----
+# ---- embedded runtime: metaflow_dagster/runtime/, amalgamated ----
 # <runtime>
 # ---- end of embedded runtime ----
 

@@ -33,7 +33,7 @@ FLOW = {
     },
 }
 
-# ---- embedded runtime: metaflow_dagster/runtime.py ----
+# ---- embedded runtime: metaflow_dagster/runtime/, amalgamated ----
 # <runtime>
 # ---- end of embedded runtime ----
 

@@ -37,7 +37,7 @@ FLOW = {
     },
 }
 
-# ---- embedded runtime: metaflow_dagster/runtime.py ----
+# ---- embedded runtime: metaflow_dagster/runtime/, amalgamated ----
 # <runtime>
 # ---- end of embedded runtime ----
 

@@ -338,7 +338,7 @@ def _submit(obj, d, values, tags, opts, what):
                 raise DagsterException(
                     "%s changed after `dagster create`: deploy it again before running *%s*" % (flow["file"], d.name)
                 )
-    from metaflow_dagster.runtime import RUN_ID_TAG
+    from metaflow_dagster.runtime.contract import RUN_ID_TAG
 
     config = dep.run_config(flow, values)
     url = dep.find_webserver(d.home)
@@ -488,7 +488,7 @@ def trigger(obj, wait=False, run_id_file=None, deployer_attribute_file=None, **k
 @click.pass_obj
 def resume(obj, step_to_rerun=None, origin_run_id=None, wait=False, run_id_file=None, deployer_attribute_file=None,
            **kwargs):
-    from metaflow_dagster.runtime import ORIGIN_RUN_TAG, RESUME_STEP_TAG
+    from metaflow_dagster.runtime.contract import ORIGIN_RUN_TAG, RESUME_STEP_TAG
 
     d = _deployment(obj, "resume")
     opts = {"wait": wait, "run_id_file": run_id_file, "deployer_attribute_file": deployer_attribute_file}

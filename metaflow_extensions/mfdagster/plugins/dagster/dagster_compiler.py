@@ -286,14 +286,6 @@ def build_ir(obj, tags=(), namespace=None, max_workers=16, workflow_timeout=0, e
     }
 
 
-def runtime_path():
-    """The source file of the runtime the definitions embed, found without importing it (it imports Dagster,
-    which compiling does not need)."""
-    import importlib.util
-
-    return importlib.util.find_spec("metaflow_dagster.runtime").origin
-
-
 def compile_ir(ir, *more):
     """Compile `ir` with the C core and return the definitions source, checked with `ast.parse`.
 
@@ -301,9 +293,9 @@ def compile_ir(ir, *more):
     diagnostics then name the flow each is about.
     """
     from metaflow_dagster import _core
+    from metaflow_dagster.amalgamate import runtime_source
 
-    with open(runtime_path(), encoding="utf-8") as f:
-        runtime_src = f.read()
+    runtime_src = runtime_source()  # the runtime's modules as one source, without importing them (or Dagster)
     names = ", ".join("*%s*" % x["flow"]["name"] for x in (ir,) + more)
     try:
         text = _core.compile_many([ir, *more], runtime_src) if more else _core.compile(ir, runtime_src)
