@@ -32,13 +32,32 @@ def percentile(values, q):
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-def fresh_home():
+def fresh_home(instance_config=True):
     home = tempfile.mkdtemp(prefix="mfd-bench-events-")
-    with open(os.path.join(home, "dagster.yaml"), "w") as f:
-        f.write("telemetry:\n  enabled: false\n")
+    if instance_config:
+        with open(os.path.join(home, "dagster.yaml"), "w") as f:
+            f.write("telemetry:\n  enabled: false\n")
     os.environ["DAGSTER_HOME"] = home
     os.environ.setdefault("METAFLOW_USER", "bench")
     return home
+
+
+def first_tick(home, port, timeout=300):
+    """Wait until the webserver answers and the daemon has ticked the sensor once (it then has a cursor)."""
+    from dagster import DagsterInstance
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen("http://127.0.0.1:%d/server_info" % port, timeout=2).read()
+            with DagsterInstance.from_config(home) as inst:
+                states = [s for s in inst.all_instigator_state() if s.name.startswith("TriggeredFlow_on_")]
+                if states and inst.get_ticks(states[0].instigator_origin_id, states[0].selector_id, limit=1):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit("the sensor of TriggeredFlow did not tick within %d s" % timeout)
 
 
 def latency(n, gap):
@@ -46,23 +65,17 @@ def latency(n, gap):
 
     from metaflow_dagster.events import DagsterEvent
 
-    home = fresh_home()
-    defs = os.path.join(home, "defs.py")
-    subprocess.run([sys.executable, FLOW, "dagster", "create", defs], check=True, cwd=home, capture_output=True)
+    home = fresh_home(instance_config=False)  # as a user starts: `create` writes the instance's dagster.yaml
+    subprocess.run([sys.executable, FLOW, "dagster", "create"], check=True, cwd=home, capture_output=True)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = open(os.path.join(home, "dev.log"), "w")
-    server = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-f", defs, "-p", str(port)], cwd=home,
+    workspace = os.path.join(home, "metaflow", "workspace.yaml")  # the serving line `create` prints
+    server = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-w", workspace, "-p", str(port)], cwd=home,
                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen("http://127.0.0.1:%d/server_info" % port, timeout=2).read()
-                break
-            except OSError:
-                time.sleep(1)
-        time.sleep(10)  # let the daemon load the location and run a first tick
+        first_tick(home, port)
         published = {}
         for i in range(n):
             t = time.time()
