@@ -470,7 +470,8 @@ attribute(K8s *k, const Decorator *d, K8sAttr attr, const MfdValue *v, const cha
 			put_str(k, k->pod, "service_account_name", text);
 		break;
 	case K8S_NAMESPACE:
-		if ((text = text_of(k, attr, v)))
+		/* Metaflow fills in its configured namespace ("default"); only one the flow gives binds the run. */
+		if (given(d, "namespace") && (text = text_of(k, attr, v)))
 			*namespace = text;
 		break;
 	case K8S_PULL_SECRETS:

@@ -848,7 +848,7 @@ test_k8s(void)
 	set(ir, "settings.datastore_root", S("s3://b/mf"));
 	set(ir, "settings.env_allowlist", J("[\"PATH\", \"METAFLOW_*\", \"AWS_*\", \"HOME\"]"));
 	set(ir, "steps.1.decorators", J("[{\"name\": \"kubernetes\", \"static\": true, \"spec\": null,"
-		" \"user_attributes\": [\"cpu\", \"image\"], \"attributes\": {\"cpu\": \"2.0\", \"memory\": \"4096\","
+		" \"user_attributes\": [\"cpu\", \"image\", \"namespace\"], \"attributes\": {\"cpu\": \"2.0\", \"memory\": \"4096\","
 		" \"disk\": 10240, \"image\": \"reg/img:1\", \"gpu\": 1, \"gpu_vendor\": \"amd\", \"qos\": \"Guaranteed\","
 		" \"secrets\": \"s1, s2\", \"node_selector\": \"a=b,c=d\", \"namespace\": \"ml\", \"service_account\": \"sa\","
 		" \"labels\": {\"team\": \"x\"}, \"annotations\": {}, \"tolerations\": [{\"key\": \"k\"}],"
@@ -886,6 +886,11 @@ test_k8s(void)
 	ASSERT(strstr(compiled(ir, &r), "reg/img") == NULL);
 	mfd_result_free(&r);
 
+	/* Nor Metaflow's default namespace: the executor's job_namespace stays unset. */
+	ASSERT(strstr(compiled(ir, &r), "\"executor\": {\"kind\": \"k8s\", \"config\": {}, ") != NULL);
+	mfd_result_free(&r);
+
+	set(ir, "steps.1.decorators.0.user_attributes", J("[\"namespace\"]"));
 	set(ir, "steps.1.decorators.0.attributes.compute_pool", S("p"));
 	set(ir, "steps.1.decorators.0.attributes.executable", S("/usr/bin/python9"));
 	set(ir, "steps.1.decorators.0.attributes.hostname_resolution_timeout", mfd_int(A, 30));
