@@ -75,7 +75,12 @@ def _dagster_yaml(home, postgres, db):  # noqa: F811
     import yaml
 
     os.makedirs(home, exist_ok=True)
-    config = {"storage": postgres.storage_config(db), "telemetry": {"enabled": False}}
+    # No local compute-log capture: a worker on another host would keep it on its own disk, out of the UI's
+    # reach (production uses a shared one, such as dagster-aws's S3ComputeLogManager), and it costs each step
+    # four `tail` processes. Step output is checked in Metaflow's logs and the run's event log.
+    config = {"storage": postgres.storage_config(db), "telemetry": {"enabled": False},
+              "compute_logs": {"module": "dagster.core.storage.noop_compute_log_manager",
+                               "class": "NoOpComputeLogManager"}}
     with open(os.path.join(home, "dagster.yaml"), "w") as f:
         yaml.safe_dump(config, f)
     return home
