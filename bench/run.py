@@ -9,6 +9,11 @@ Variants, each launched as a user launches it, from its own work directory under
 * ``ours``: ``python flow.py dagster create defs.py`` once (not timed), then, timed,
   ``dagster job execute -f defs.py -j JOB``. Runs with the interpreter running this script (and the
   ``dagster`` script beside it).
+* ``celery``: as ``ours``, compiled with ``create --executor celery``: the run worker submits every step to
+  Dagster's Celery executor, and two ``dagster-celery worker start`` processes (two pool processes each) run
+  them, with Debian's ``redis-server`` as broker and result backend. Redis and the workers are started with
+  the cell and stay up across its repetitions (untimed, as a user's workers exist before they run flows);
+  they share the cell's DAGSTER_HOME (SQLite) and local datastore, which one machine allows.
 * ``0.3.7``: metaflow-dagster 0.3.7 from PyPI in its own virtual environment (``bench/.venv-0.3.7``, made
   on first use, with this environment's metaflow and dagster versions pinned), checked to load only its
   own Metaflow extension; ``python flow.py dagster create out.py`` once, then ``dagster job execute``.
@@ -64,7 +69,7 @@ FLOWS = {
 # Options a flow needs both ways: Metaflow refuses more than 100 splits unless --max-num-splits allows them
 # (`run --max-num-splits`, and `dagster create --max-num-splits` for the deployed run).
 SPLITS = {"foreach-200": ["--max-num-splits", "1000"]}
-VARIANTS = ("native", "ours", OLD_VERSION)
+VARIANTS = ("native", "ours", "celery", OLD_VERSION)
 TARGETS = {"linear-5": 0.8, "foreach-20": 0.4, "nested-4x4": 0.4, "foreach-200": 0.15}  # ours / native, at most
 CHECK = """import json, sys
 from metaflow import Flow, namespace
@@ -218,14 +223,18 @@ class Cell:
         self.dir.mkdir(parents=True)
         self.env = clean_env(METAFLOW_DATASTORE_SYSROOT_LOCAL=str(self.dir))
         self.runs, self.unchecked, self.error, self.seen = [], [], None, set()
-        self.defs = {"ours": "defs.py", OLD_VERSION: "out.py"}.get(variant)
+        self.defs = {"ours": "defs.py", "celery": "defs.py", OLD_VERSION: "out.py"}.get(variant)
+        self.servers = []
 
     def create(self):
         if not self.defs:
             return
         argv = [self.python, str(BENCH / "flows" / self.file), "dagster", "create", self.defs]
-        if self.variant == "ours":
+        if self.variant in ("ours", "celery"):
             argv += SPLITS.get(self.flow, [])
+        if self.variant == "celery":
+            argv += ["--executor", "celery", "--executor-config", json.dumps(
+                {"broker": {"env": "DAGSTER_CELERY_BROKER_URL"}, "backend": {"env": "DAGSTER_CELERY_BACKEND_URL"}})]
         # The instance every repetition uses, its storage created here, untimed: a user's instance exists
         # before they run flows on it (with --fresh-home each repetition gets a new one instead).
         self.home = fresh_dagster_home(self.dir / "dagster-home")
@@ -238,6 +247,59 @@ class Cell:
         if res.returncode or not (self.dir / self.defs).exists():
             (self.dir / "create.log").write_text(res.stdout + res.stderr)
             self.error = "create failed: " + last_error(self.dir / "create.log")
+        elif self.variant == "celery":
+            self.start_celery()
+
+    def start_celery(self):
+        """redis-server on a free port and two Celery workers (two pool processes each), on this cell's home."""
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        url = "redis://127.0.0.1:%d" % port
+        self.env = dict(self.env, DAGSTER_CELERY_BROKER_URL=url + "/0", DAGSTER_CELERY_BACKEND_URL=url + "/1")
+        config = self.dir / "celery.yaml"
+        config.write_text(json.dumps({"execution": {"config": {"broker": url + "/0", "backend": url + "/1"}}}))
+        argvs = [["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", "",
+                  "--appendonly", "no"]]
+        argvs += [[_bin(self.python, "dagster-celery"), "worker", "start", "-A", "dagster_celery.app", "-n", name,
+                   "-y", str(config), "-q", "dagster", "--", "--concurrency=2"] for name in ("bench1", "bench2")]
+        # dagster-celery starts `celery` from PATH: this interpreter's.
+        env = dict(self.env, DAGSTER_HOME=self.home, PATH=os.pathsep.join([str(Path(self.python).parent),
+                                                                            os.environ.get("PATH", "")]))
+        for i, argv in enumerate(argvs):
+            with open(self.dir / ("server%d.log" % i), "ab") as log:
+                self.servers.append(subprocess.Popen(argv, env=env, cwd=self.dir, stdout=log, stderr=subprocess.STDOUT,
+                                                     stdin=subprocess.DEVNULL, start_new_session=True))
+        from celery import Celery
+
+        app = Celery("dagster", broker=url + "/0", backend=url + "/1")
+        deadline = time.time() + 120
+        while True:
+            try:
+                names = {n.split("@")[0] for reply in app.control.ping(timeout=1.0) for n in reply}
+            except Exception:  # redis not up yet
+                names = set()
+            if names >= {"bench1", "bench2"}:
+                return
+            if time.time() > deadline or any(p.poll() is not None for p in self.servers):
+                self.stop()
+                self.error = "the Celery workers did not answer (logs: %s)" % self.dir
+                return
+            time.sleep(0.5)
+
+    def stop(self):
+        """End the Celery workers and redis-server this cell started, each by its process group."""
+        import signal
+
+        for p in self.servers:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait(30)
+        self.servers = []
 
     def run(self, rep):
         if self.error and not self.unchecked:  # create or a command failed: do not repeat it
@@ -319,6 +381,10 @@ def table(cells, reps):
                 fmt(wall / nw if wall and nw else None, "%.2f"), fmt(cpu, "%.2f"),
                 fmt(cpu / nc if cpu and nc else None, "%.2f"), fmt(c.median("maxrss_mb"), "%.0f"),
                 fmt(c.median("pss_mb"), "%.0f"), "%d/%d" % (len(c.runs) if not c.error else 0, reps)))
+        cel = row.get("celery")
+        if cel and nat and cel.median("wall") and nat.median("wall"):
+            verdicts.append("* %s: celery/native %.2f (two Celery workers, two pool processes each, Redis)" % (
+                flow, cel.median("wall") / nat.median("wall")))
         ours, old = row.get("ours"), row.get(OLD_VERSION)
         if ours and nat and ours.median("wall") and nat.median("wall"):
             ratio = ours.median("wall") / nat.median("wall")
@@ -365,12 +431,16 @@ def main():
     shutil.rmtree(work, ignore_errors=True)
     cells = [Cell(f, v, work, old_python if v == OLD_VERSION else sys.executable, args.fresh_home)
              for f in flows for v in variants]
-    for c in cells:
-        c.create()
-    load, host = os.getloadavg()[0], machine(old_python)
-    for rep in range(args.reps):  # interleaved, so drift in the machine's load hits every variant alike
+    try:
         for c in cells:
-            c.run(rep)
+            c.create()
+        load, host = os.getloadavg()[0], machine(old_python)
+        for rep in range(args.reps):  # interleaved, so drift in the machine's load hits every variant alike
+            for c in cells:
+                c.run(rep)
+    finally:
+        for c in cells:
+            c.stop()
     header = ("Run %s: `python bench/run.py %s`; medians of %d repetitions; DAGSTER_HOME %s; load average %.1f "
               "before, %.1f after.\n%s") % (
         datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), " ".join(sys.argv[1:]), args.reps,

@@ -14,7 +14,9 @@
  *   - the only cycles are switch cases back to their own step;
  *   - no switch case goes straight into a join (Metaflow's lint forbids it too);
  *   - no decorator or step feature is one the matrix rejects;
- *   - Step.depth is set, with mfd_is_foreach_join deciding which joins close a foreach.
+ *   - Step.depth is set, with mfd_is_foreach_join deciding which joins close a foreach;
+ *   - Flow.exec is the job's executor: the one `create --executor` named, else k8s when a step has @kubernetes,
+ *     else threads; @kubernetes only with k8s, Celery queues only with celery, each naming a step.
  *
  * Problems are reported at the step's source line and checking goes on. The graph-wide checks need resolved
  * names, so they are skipped when a step name is not an identifier, is defined twice or a reference did not
@@ -582,6 +584,69 @@ set_depths(Flow *f)
 	}
 }
 
+/* The first decorator of s of kind k, or NULL. */
+static const Decorator *
+find_deco(const Step *s, DecoKind k)
+{
+	size_t i;
+
+	for (i = 0; i < s->ndecos; i++)
+		if (s->decos[i].kind == k)
+			return &s->decos[i];
+	return NULL;
+}
+
+/*
+ * Decides the job's executor (Flow.exec) and checks what depends on it. `create --executor` names it; without
+ * it a flow with @kubernetes runs on k8s_job_executor (each step's decorator becomes its op's Kubernetes Job)
+ * and any other on the runtime's threads. @kubernetes under another executor would be silently ignored, so it
+ * is an error; so is a Celery queue without Celery, or for a step the flow does not have. Kubernetes pods
+ * share no disk with the machine that deployed the flow, so k8s needs a datastore they can all reach.
+ */
+static void
+check_executor(Compile *c)
+{
+	Flow *f = c->flow;
+	const Step *kube = NULL;
+	const char *queue;
+	size_t i, k;
+
+	for (i = 0; i < f->nsteps && !kube; i++)
+		if (find_deco(&f->steps[i], DECO_KUBERNETES))
+			kube = &f->steps[i];
+	f->exec = kube ? EXEC_K8S : EXEC_THREADS;
+	if (f->options.executor) {
+		for (k = 0; k <= EXEC_DOCKER && strcmp(f->options.executor, mfd_exec_name((ExecKind)k)); k++)
+			;
+		if (k > EXEC_DOCKER) {
+			mfd_error_at(c, NULL, "executor %s is not one of threads, multiprocess, celery, k8s and docker",
+				quote(c, f->options.executor));
+			return;
+		}
+		f->exec = (ExecKind)k;
+	}
+	for (i = 0; i < f->nsteps; i++)
+		if (f->exec != EXEC_K8S && find_deco(&f->steps[i], DECO_KUBERNETES))
+			mfd_error_at(c, &f->steps[i], "@kubernetes needs the k8s executor, not %s: its attributes describe "
+				"the Kubernetes Job that runs the step (create --executor k8s, or leave --executor out)",
+				mfd_exec_name(f->exec));
+	if (f->exec == EXEC_K8S && !strcmp(f->settings.datastore, "local"))
+		mfd_error_at(c, kube, "the k8s executor runs every step in a pod of its own, which cannot reach the local "
+			"datastore %s: deploy with --datastore=s3, azure or gs", quote(c, f->settings.datastore_root));
+	for (i = 0; i < f->options.nqueues; i++) {
+		queue = f->options.queues[i].value;
+		if (!mfd_find_step(f, f->options.queues[i].key))
+			mfd_error_at(c, NULL, "--celery-queue %s=%s: the flow has no step %s", f->options.queues[i].key,
+				queue, quote(c, f->options.queues[i].key));
+		else if (f->exec != EXEC_CELERY)
+			mfd_error_at(c, mfd_find_step(f, f->options.queues[i].key), "--celery-queue routes the step to a "
+				"Celery queue, but the job's executor is %s (create --executor celery)", mfd_exec_name(f->exec));
+		if (queue && !all_in(queue, "_.-"))
+			mfd_error_at(c, NULL, "--celery-queue %s: queue %s may use only letters, digits, '_', '.' and '-'",
+				f->options.queues[i].key, quote(c, queue));
+	}
+}
+
 /* Checks c->flow, which mfd_read_ir read without errors. Returns the number of errors so far. */
 int
 mfd_check(Compile *c)
@@ -608,6 +673,8 @@ mfd_check(Compile *c)
 		check_step(c, &f->steps[i]);
 		check_decorators(c, &f->steps[i], f->steps[i].decos, f->steps[i].ndecos);
 	}
+	if (resolved)
+		check_executor(c);
 	if (resolved) {
 		check_in_funcs(c);
 		check_cycles(c);

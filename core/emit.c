@@ -402,6 +402,9 @@ emit_flow(StrBuf *o, const Flow *f, const Plan *p)
 	emit_configs(o, f);
 	emit_settings(o, &f->settings);
 	emit_options(o, &f->options);
+	mfd_sb_puts(o, "\"executor\": ");
+	mfd_sb_pyvalue(o, p->executor);
+	mfd_sb_puts(o, ",\n");
 	emit_triggers(o, f->triggers, p->trigger);
 	emit_finish(o, f->finish, p->finish);
 	emit_sensors_literal(o, p);
@@ -660,6 +663,12 @@ emit_op(StrBuf *o, const Compile *c, const PlanOp *op)
 	key_str(o, "metaflow/step", s->name, 1);
 	for (k = 0; k < s->nresources; k++)
 		key_str(o, mfd_printf(c->arena, "metaflow/resources/%s", s->resources[k].key), s->resources[k].value, 0);
+	if (op->queue)
+		key_str(o, "dagster-celery/queue", op->queue, 0);
+	if (op->k8s) {
+		key(o, "dagster-k8s/config", 0);
+		mfd_sb_pyvalue(o, op->k8s);
+	}
 	mfd_sb_puts(o, "},\n");
 	emit_op_options(o, c, op);
 	mfd_sb_indent(o, -1);
@@ -894,7 +903,10 @@ emit_job(StrBuf *o, const Flow *f, const Plan *p)
 	str(o, f->job_name);
 	mfd_sb_puts(o, ", description=");
 	str(o, mfd_printf(o->arena, "Metaflow flow %s", f->name));
-	mfd_sb_printf(o, ", tags=%s.job_tags(), executor_def=%s.executor())\ndef %s():\n", p->rt, p->rt, p->job);
+	mfd_sb_printf(o, ", tags=%s.job_tags(), executor_def=%s.executor()", p->rt, p->rt);
+	if (p->io_manager) /* the ops share no disk: their outputs go through the Metaflow datastore */
+		mfd_sb_printf(o, ", resource_defs=%s.resources()", p->rt);
+	mfd_sb_printf(o, ")\ndef %s():\n", p->job);
 	mfd_sb_indent(o, 1);
 	for (i = 0; i < p->nops; i++) {
 		op = &p->ops[i];

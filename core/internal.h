@@ -72,7 +72,10 @@ typedef enum ParamType {
  * applies it inside the task, as it would under its own runtime. REJECTED: reported as not supported. Names
  * not listed are FORWARDED.
  */
-#define REMOTE_LAUNCHER "tasks run on the Dagster worker, not on a remote launcher"
+#define REMOTE_LAUNCHER "tasks run where Dagster's executor runs its ops, not on a remote launcher"
+#define NO_BATCH_EXECUTOR "no maintained Dagster step executor runs ops as AWS Batch jobs (dagster-aws has " \
+	"ecs_executor, for ECS tasks, not Batch job queues); use @kubernetes (create --executor k8s), or run the " \
+	"steps on Celery workers (create --executor celery)"
 #define NEEDS_ENVIRONMENT "Metaflow builds its environment with micromamba from the conda-forge channel, " \
 	"and metaflow-dagster does not bootstrap one; install the packages where the Dagster workers run instead"
 #define DECORATORS(X) \
@@ -80,7 +83,7 @@ typedef enum ParamType {
 	X(DECO_TIMEOUT,           "timeout",           HANDLED,   "the op enforces timeout_seconds") \
 	X(DECO_ENVIRONMENT,       "environment",       HANDLED,   "the op sets env for the task") \
 	X(DECO_CATCH,             "catch",             FORWARDED, "Metaflow runs the fallback inside the task") \
-	X(DECO_RESOURCES,         "resources",         FORWARDED, "a hint for remote launchers; tasks run where the op runs") \
+	X(DECO_RESOURCES,         "resources",         FORWARDED, "with the k8s executor, each op's resources (k8s.c)") \
 	X(DECO_CARD,              "card",              FORWARDED, "Metaflow renders cards inside the task") \
 	X(DECO_SECRETS,           "secrets",           FORWARDED, "Metaflow resolves secrets inside the task") \
 	X(DECO_CONDA,             "conda",             REJECTED,  NEEDS_ENVIRONMENT) \
@@ -92,8 +95,8 @@ typedef enum ParamType {
 	X(DECO_TRIGGER,           "trigger",           HANDLED,   "a Dagster sensor on events") \
 	X(DECO_TRIGGER_ON_FINISH, "trigger_on_finish", HANDLED,   "a Dagster sensor on upstream flows' end events") \
 	X(DECO_PARALLEL,          "parallel",          REJECTED,  "it needs gang-scheduled workers") \
-	X(DECO_KUBERNETES,        "kubernetes",        REJECTED,  REMOTE_LAUNCHER) \
-	X(DECO_BATCH,             "batch",             REJECTED,  REMOTE_LAUNCHER) \
+	X(DECO_KUBERNETES,        "kubernetes",        HANDLED,   "the k8s executor; each op's dagster-k8s/config (k8s.c)") \
+	X(DECO_BATCH,             "batch",             REJECTED,  NO_BATCH_EXECUTOR) \
 	X(DECO_SLURM,             "slurm",             REJECTED,  REMOTE_LAUNCHER)
 
 typedef enum DecoHandling {
@@ -108,6 +111,24 @@ typedef enum DecoKind {
 #undef X
 	DECO_UNKNOWN,
 } DecoKind;
+
+/*
+ * The Dagster executors a job can use (`create --executor`): the IR's name, and whether its ops run in
+ * processes that share no disk with the run worker (so op outputs go through the Metaflow datastore, the
+ * runtime's token IO manager, and tasks get the worker's environment rather than the run worker's).
+ */
+#define EXECUTORS(X) \
+	X(EXEC_THREADS,      "threads",      0) /* the runtime's metaflow_threads: ops as threads of the run worker */ \
+	X(EXEC_MULTIPROCESS, "multiprocess", 0) /* Dagster's multiprocess_executor: a process per op, one host */ \
+	X(EXEC_CELERY,       "celery",       1) /* dagster_celery.celery_executor: ops on Celery workers */ \
+	X(EXEC_K8S,          "k8s",          1) /* dagster_k8s.k8s_job_executor: an op per Kubernetes Job */ \
+	X(EXEC_DOCKER,       "docker",       1) /* dagster_docker.docker_executor: an op per container */
+
+typedef enum ExecKind {
+#define X(kind, name, remote) kind,
+	EXECUTORS(X)
+#undef X
+} ExecKind;
 
 /* arena.c */
 
@@ -228,6 +249,9 @@ typedef struct Decorator {
 	const MfdValue *attributes; /* an object */
 	int is_static;              /* statically_defined */
 	const char *spec;           /* --with spec for a non-static step decorator, or NULL */
+	const char **given;         /* the attributes the flow gave (Metaflow's _user_defined_attributes) */
+	size_t ngiven;
+	int all_given;              /* the IR does not say which were given: take every attribute as given */
 	DecoKind kind;              /* set by check */
 } Decorator;
 
@@ -343,6 +367,10 @@ typedef struct Options {
 	int production;
 	int emit_step_events;
 	int max_num_splits;     /* a foreach with more splits fails the run, as `run --max-num-splits` */
+	const char *executor;   /* `create --executor`, or NULL: check decides (ExecKind) */
+	const MfdValue *executor_config; /* `create --executor-config`: the executor's config defaults, an object */
+	StrPair *queues;        /* `create --celery-queue STEP=QUEUE`: step -> Celery queue */
+	size_t nqueues;
 } Options;
 
 #define MFD_DEFAULT_MAX_NUM_SPLITS 100 /* Metaflow's MAX_NUM_SPLITS */
@@ -379,9 +407,12 @@ typedef struct Flow {
 	size_t nconfigs;
 	Settings settings;
 	Options options;
+	ExecKind exec;          /* the job's executor, set by check */
 } Flow;
 
 const char *mfd_step_kind_name(StepKind k);
+const char *mfd_exec_name(ExecKind k);
+int mfd_exec_remote(ExecKind k);
 const char *mfd_param_type_name(ParamType t);
 const char *mfd_param_config_type(ParamType t);
 int mfd_read_ir(Compile *c);
@@ -481,6 +512,8 @@ typedef struct PlanOp {
 	size_t noutputs;
 	const char **args;       /* the call's arguments in the job body */
 	size_t nargs;
+	const char *queue;       /* the Celery queue of the op (tag dagster-celery/queue), or NULL */
+	const MfdValue *k8s;     /* the op's dagster-k8s/config tag (k8s.c), or NULL */
 } PlanOp;
 
 /* A run of ops mapped over one dynamic output: a nested function in the job body. */
@@ -537,12 +570,18 @@ struct Plan {
 	PlanSensor *finish;      /* the @trigger_on_finish sensor, or NULL */
 	PlanParam *params;       /* one per Flow.params, in their order */
 	size_t nparams;
+	const MfdValue *executor; /* FLOW["executor"]: {"kind", "config", "forward_env"} */
+	int io_manager;          /* the job takes the runtime's resources: its ops share no disk (EXECUTORS) */
 };
 
 const char *mfd_op_method(OpForm f);
 const char *mfd_op_hand_on(OpForm f);
 int mfd_lower(Compile *c);
 int mfd_lower_many(Compile *units, size_t n);
+
+/* k8s.c */
+
+const MfdValue *mfd_k8s_config(Compile *c, const Step *s, const char **namespace, const Step **namespace_step);
 
 /* emit.c */
 

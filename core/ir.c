@@ -29,6 +29,15 @@ static const char *const param_type_names[] = {
 #undef X
 };
 
+static const struct {
+	const char *name;
+	int remote;
+} executors[] = {
+#define X(kind, name, remote) {name, remote},
+	EXECUTORS(X)
+#undef X
+};
+
 static const char *const param_config_types[] = {
 #define X(type, name, dagster) dagster,
 	PARAM_TYPES(X)
@@ -39,6 +48,19 @@ const char *
 mfd_step_kind_name(StepKind k)
 {
 	return step_kind_names[k];
+}
+
+const char *
+mfd_exec_name(ExecKind k)
+{
+	return executors[k].name;
+}
+
+/* Whether the ops of executor k run in processes that share no disk with the run worker. */
+int
+mfd_exec_remote(ExecKind k)
+{
+	return executors[k].remote;
 }
 
 const char *
@@ -317,7 +339,7 @@ any_field(Compile *c, const MfdValue *obj, const char *path, const char *field)
 static Decorator *
 read_decorators(Compile *c, const MfdValue *obj, const char *path, size_t *n)
 {
-	static const char *const known[] = {"name", "attributes", "static", "spec", NULL};
+	static const char *const known[] = {"name", "attributes", "static", "spec", "user_attributes", NULL};
 	const MfdValue *v = array_field(c, obj, path, "decorators", "array of objects"), *e, *attrs;
 	const char *epath;
 	Decorator *decos;
@@ -339,6 +361,10 @@ read_decorators(Compile *c, const MfdValue *obj, const char *path, size_t *n)
 			decos[i].attributes = attrs;
 		decos[i].is_static = bool_field(c, e, epath, "static");
 		decos[i].spec = opt_str_field(c, e, epath, "spec");
+		/* Optional (IR written before it existed): then every attribute counts as given. */
+		decos[i].all_given = !mfd_object_get(e, "user_attributes");
+		if (!decos[i].all_given)
+			decos[i].given = strs_field(c, e, epath, "user_attributes", &decos[i].ngiven);
 	}
 	*n = v->u.arr.n;
 	return decos;
@@ -641,7 +667,8 @@ static void
 read_options(Compile *c, const MfdValue *ir, Options *o)
 {
 	static const char *const known[] = {"tags", "namespace", "max_workers", "workflow_timeout", "with",
-		"branch", "production", "emit_step_events", "max_num_splits", NULL};
+		"branch", "production", "emit_step_events", "max_num_splits", "executor", "executor_config", "queues",
+		NULL};
 	const MfdValue *v = obj_field(c, ir, "", "options");
 
 	if (!v)
@@ -658,6 +685,16 @@ read_options(Compile *c, const MfdValue *ir, Options *o)
 	/* Optional (IR written before it existed): Metaflow's own default, `run --max-num-splits`. */
 	o->max_num_splits = mfd_object_get(v, "max_num_splits") ? int_field(c, v, "options", "max_num_splits", 1)
 		: MFD_DEFAULT_MAX_NUM_SPLITS;
+	/* Optional too: without them the core chooses the executor (check.c) and nothing is configured. */
+	if (mfd_object_get(v, "executor"))
+		o->executor = opt_str_field(c, v, "options", "executor");
+	if (mfd_object_get(v, "executor_config")) {
+		o->executor_config = any_field(c, v, "options", "executor_config");
+		if (o->executor_config && !is(c, o->executor_config, VAL_OBJECT, "options", "executor_config", "object"))
+			o->executor_config = NULL;
+	}
+	if (mfd_object_get(v, "queues"))
+		o->queues = pairs_field(c, v, "options", "queues", &o->nqueues);
 }
 
 /*

@@ -681,6 +681,83 @@ set_params(Compile *c, Plan *p)
 	}
 }
 
+/* The executor */
+
+/*
+ * Allowlisted variables that name something of the machine they are set on (its paths, its user, its Dagster
+ * home): a pod or container has its own, so they are not forwarded to it.
+ */
+static const char *const host_env[] = {"PATH", "HOME", "USER", "LOGNAME", "PYTHONPATH", "VIRTUAL_ENV", "TMPDIR",
+	"DAGSTER_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "GOOGLE_APPLICATION_CREDENTIALS"};
+
+static int
+host_local(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < MFD_COUNT(host_env); i++)
+		if (!strcmp(name, host_env[i]))
+			return 1;
+	return 0;
+}
+
+/*
+ * Sets the job's executor (FLOW["executor"]: its kind, its config defaults from `create --executor-config`
+ * and, for k8s and docker, the allowlist entries a step's container gets from the run worker's environment)
+ * and each op's executor tags: its Celery queue, its dagster-k8s/config (k8s.c). Every step of a k8s run
+ * runs in one namespace, the executor's job_namespace: the steps' @kubernetes(namespace=...) must agree.
+ */
+static void
+set_executor(Compile *c, Plan *p)
+{
+	const Flow *f = c->flow;
+	MfdArena *a = c->arena;
+	MfdValue *exec = mfd_object(a), *config = mfd_object(a), *env;
+	const MfdValue *given = f->options.executor_config, *v;
+	const char *ns = NULL, *step_ns;
+	const Step *ns_step = NULL, *at = NULL;
+	size_t i, k;
+
+	for (i = 0; i < p->nops; i++) {
+		for (k = 0; k < f->options.nqueues; k++)
+			if (!strcmp(f->options.queues[k].key, p->ops[i].step->name))
+				p->ops[i].queue = f->options.queues[k].value;
+		if (f->exec != EXEC_K8S)
+			continue;
+		p->ops[i].k8s = mfd_k8s_config(c, p->ops[i].step, &step_ns, &at);
+		if (!step_ns)
+			continue;
+		if (ns && strcmp(ns, step_ns))
+			mfd_error_at(c, p->ops[i].step, "@kubernetes namespace '%s' differs from '%s' of step '%s': "
+				"dagster-k8s runs every step of a run in one namespace, the executor's job_namespace", step_ns, ns,
+				ns_step->name);
+		else if (!ns)
+			ns = step_ns, ns_step = at;
+	}
+	for (i = 0; given && i < given->u.obj.n; i++)
+		mfd_object_put(a, config, given->u.obj.v[i].key, given->u.obj.v[i].keylen, given->u.obj.v[i].value);
+	if (ns) {
+		v = mfd_object_get(config, "job_namespace");
+		if (!v)
+			mfd_object_put(a, config, "job_namespace", 13, mfd_string(a, ns, strlen(ns)));
+		else if (v->kind != VAL_STRING || strcmp(v->u.str.s, ns))
+			mfd_error_at(c, ns_step, "@kubernetes namespace '%s' differs from the executor's job_namespace "
+				"(create --executor-config)", ns);
+	}
+	mfd_object_put(a, exec, "kind", 4, mfd_string(a, mfd_exec_name(f->exec), strlen(mfd_exec_name(f->exec))));
+	mfd_object_put(a, exec, "config", 6, config);
+	if (f->exec == EXEC_K8S || f->exec == EXEC_DOCKER) {
+		env = mfd_array(a);
+		for (i = 0; i < f->settings.nenv_allowlist; i++)
+			if (!host_local(f->settings.env_allowlist[i]))
+				mfd_array_push(a, env, mfd_string(a, f->settings.env_allowlist[i],
+					strlen(f->settings.env_allowlist[i])));
+		mfd_object_put(a, exec, "forward_env", 11, env);
+	}
+	p->executor = exec;
+	p->io_manager = mfd_exec_remote(f->exec);
+}
+
 /* Name collisions */
 
 #define NAME_USES(X) \
@@ -1067,6 +1144,7 @@ mfd_lower(Compile *c)
 	set_schedule(c, p);
 	set_sensors(c, p);
 	set_params(c, p);
+	set_executor(c, p);
 	check_op_names(c, p, &reported);
 	check_module_names(c, p, &reported);
 	check_job_names(c, p, &reported);

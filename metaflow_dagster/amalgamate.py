@@ -14,8 +14,8 @@ import ast
 import os
 
 # Dependency order: a module imports only from modules before it.
-MODULES = ("contract", "output", "tasks", "zygote", "executor", "package", "commands", "processes", "sensors",
-           "flow")
+MODULES = ("contract", "output", "tasks", "zygote", "executor", "package", "tokens", "commands", "processes",
+           "sensors", "flow")
 RUNTIME_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runtime")
 
 _HEAD = '''"""Runtime of a generated metaflow-dagster definitions file: the modules of metaflow_dagster/runtime/

@@ -33,11 +33,12 @@ from .contract import (
     param_env_value,
     task_id_for,
 )
-from .executor import make_executor
+from .executor import _OP_THREAD, make_executor
 from .package import CodePackage
 from .processes import TaskProcesses
 from .sensors import _event_sensor, _finish_sensor, event_assets, publish_event
-from .tasks import _flow_datastore, _input_paths
+from .tasks import _flow_datastore, _input_paths, _worker_name
+from .tokens import token_io_manager
 
 
 def _warm_runless_events(instance):
@@ -82,6 +83,17 @@ class FlowRuntime(CodePackage, TaskCommands, TaskProcesses):
         """The executor of the flow's job (executor.make_executor): ops as threads of the run worker, or Dagster's
         own multiprocess executor where the threaded one cannot run."""
         return make_executor(self)
+
+    def resources(self):
+        """The resources of a job whose ops share no disk with the run worker (Celery, Kubernetes, Docker: the
+        core adds them to such a job): the ``io_manager`` that keeps op outputs in the flow's Metaflow datastore
+        (tokens.TokenStore), where every worker reads them."""
+        return {"io_manager": token_io_manager(self.flow)}
+
+    def _remote_ops(self):
+        """Whether ops run in processes of their own elsewhere (Celery, Kubernetes, Docker), where a step may be
+        delivered again after its worker died."""
+        return (self.flow.get("executor") or {}).get("kind") in ("celery", "k8s", "docker")
 
     def param_schema(self):
         """Dagster config schema of the start op: one launchpad field per Metaflow Parameter, as the compiler
@@ -277,9 +289,11 @@ class FlowRuntime(CodePackage, TaskCommands, TaskProcesses):
             extra[PARAMETERS_ENV] = "%s/_parameters/%s" % (run_id, PARAMS_TASK_ID)
         env = self._env(step, extra)
         report = {"pathspec": pathspec, "keys": list(keys), "attempt": attempt}
-        logs = None if origin else {"pathspec": pathspec, "attempt": attempt}  # clones keep their origin's
+        worker = _worker_name()
+        # Clones keep their origin's logs; the others are saved with the worker that ran them.
+        logs = None if origin else {"pathspec": pathspec, "attempt": attempt, "worker": worker}
         warm = None
-        if emitted_events(self.flow, step):
+        if emitted_events(self.flow, step) and getattr(_OP_THREAD, "launcher", None) is not None:
             warm = threading.Thread(target=_warm_runless_events, args=(context.instance,), daemon=True)
             warm.start()
         try:
@@ -292,7 +306,7 @@ class FlowRuntime(CodePackage, TaskCommands, TaskProcesses):
             self._register_triggers(pathspec, triggers)
         self._emit_events(context, step, pathspec)
         token = {"step": step, "task": pathspec, "idx": idx, "split": None, "dead": False}
-        return token, info["values"], self._metadata(pathspec, info["names"])
+        return token, info["values"], dict(self._metadata(pathspec, info["names"]), worker=worker)
 
     def _task_inputs(self, context, run_id, step, parents, prev):
         """(foreach index stack, input paths, split index or None) of a task of ``step``: the start step reads
@@ -313,11 +327,13 @@ class FlowRuntime(CodePackage, TaskCommands, TaskProcesses):
 
         Within one Dagster run the attempt is Dagster's retry number. A re-execution (the UI's "Re-execute")
         continues the Metaflow run of its group, so its attempts go on after those the task already made
-        there, as @retry's would, and ``@retry``/``@catch`` count from the re-execution's first attempt.
-        The task's attempts so far are read from Metaflow's datastore (only for re-executions).
+        there, as @retry's would, and ``@retry``/``@catch`` count from the re-execution's first attempt. So do
+        the attempts of a step on Celery, Kubernetes or Docker, which its executor may deliver again when the
+        worker that ran it died: the attempt the dead worker started keeps its number. The task's attempts so
+        far are read from Metaflow's datastore (only for re-executions and those executors).
         """
         retry = context.retry_number
-        if not (context.run.root_run_id or context.run.tags.get(ROOT_RUN_ID_TAG)):
+        if not (context.run.root_run_id or context.run.tags.get(ROOT_RUN_ID_TAG) or self._remote_ops()):
             return retry, user_retries
         from metaflow.metaflow_config import MAX_ATTEMPTS
 

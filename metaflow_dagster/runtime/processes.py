@@ -6,6 +6,7 @@ import os
 import selectors
 import signal
 import subprocess
+import threading
 import time
 
 from dagster import DagsterExecutionInterruptedError, Failure
@@ -118,7 +119,9 @@ class TaskProcesses:
                 return None
             except Exception:  # not finished yet: run it
                 pass
-        if fork and launcher is None:
+        # Forked from this process only while it runs one thread (a process of Dagster's multiprocess executor, a
+        # Celery worker's, a pod's): a fork copies no other thread, whose locks could then never be released.
+        if fork and launcher is None and threading.active_count() == 1:
             return _ForkedTask(argv[1:], env, cwd)
         if env.get(PARAMETERS_ENV):
             argv = _boot_argv(argv)

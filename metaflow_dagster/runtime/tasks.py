@@ -50,6 +50,32 @@ def _flow_datastore(flow):
     return FlowDataStore(flow["name"], storage_impl=impl, ds_root=s["datastore_root"])
 
 
+def _datastore_storage(flow):
+    """The storage of the Metaflow datastore of ``flow`` (``name`` and ``settings``), at its root."""
+    from metaflow.plugins import DATASTORES
+
+    s = flow["settings"]
+    impl = next(d for d in DATASTORES if d.TYPE == s["datastore"])
+    if s["datastore"] == "local":
+        os.environ.setdefault("METAFLOW_DATASTORE_SYSROOT_LOCAL", os.path.dirname(s["datastore_root"]))
+    return impl(s["datastore_root"])
+
+
+def _worker_name():
+    """The worker this process is: the Celery worker's name (``NAME@host``) inside a Celery task, else the host
+    (a Kubernetes pod's name, a container's id), then ``:pid``."""
+    import socket
+
+    host = None
+    celery = sys.modules.get("celery")
+    if celery is not None:
+        try:
+            host = celery.current_task.request.hostname if celery.current_task else None
+        except Exception:
+            host = None
+    return "%s:%d" % (host or socket.gethostname(), os.getpid())
+
+
 def _task_info(flow, pathspec, keys=()):
     """What an op needs of a finished task: ``{"names": [artifact names], "values": {key: artifact}}`` for
     ``keys`` (``_foreach_num_splits``, ``_transition``), read through Metaflow's datastore at the task's
@@ -220,8 +246,9 @@ def _task_exception(spec):
 
 def _save_task_logs(spec):
     """Save what a task printed (files of mflog lines) with the task, as Metaflow's own runtime does, so
-    ``Task.stdout``/``.stderr``, ``python flow.py logs`` and the Metaflow UI show it. Needs Metaflow: runs in a
-    child of the zygote, or in this process when tasks run without one."""
+    ``Task.stdout``/``.stderr``, ``python flow.py logs`` and the Metaflow UI show it, and record the worker that
+    ran it (``spec["worker"]``) as the attempt's task metadata ``dagster-worker`` (``Task.metadata_dict``).
+    Needs Metaflow: runs in a child of the zygote, or in this process when tasks run without one."""
     from pathlib import Path
 
     from metaflow.mflog import RUNTIME_LOG_SOURCE
@@ -229,6 +256,26 @@ def _save_task_logs(spec):
     run_id, step, task_id = spec["pathspec"].split("/")
     ds = _flow_datastore(spec["flow"]).get_task_datastore(run_id, step, task_id, attempt=spec["attempt"], mode="w")
     ds.save_logs(RUNTIME_LOG_SOURCE, {name: Path(spec[name]) for name in ("stdout", "stderr")})
+    if spec.get("worker"):
+        _register_task_metadata(spec["flow"], spec["pathspec"], spec["attempt"], {"dagster-worker": spec["worker"]})
+
+
+def _register_task_metadata(flow, pathspec, attempt, fields):
+    """Record ``fields`` ({name: text}) as task metadata of attempt ``attempt`` of ``pathspec``, through the
+    flow's metadata provider."""
+    from types import SimpleNamespace
+
+    from metaflow.metadata_provider import MetaDatum
+    from metaflow.metaflow_environment import MetaflowEnvironment
+    from metaflow.plugins import METADATA_PROVIDERS
+
+    named = SimpleNamespace(name=flow["name"])
+    impl = next(m for m in METADATA_PROVIDERS if m.TYPE == flow["settings"]["metadata"])
+    provider = impl(MetaflowEnvironment(named), named, None, None)
+    run_id, step, task_id = pathspec.split("/")
+    tags = ["attempt_id:%d" % attempt]
+    provider.register_metadata(run_id, step, task_id, [MetaDatum(field=k, value=v, type=k, tags=tags)
+                                                       for k, v in fields.items()])
 
 
 def _saver_child(spec, out_w, err_w):  # pragma: no cover - runs in a forked child of the zygote

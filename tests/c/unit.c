@@ -779,15 +779,138 @@ test_check_decorators(void)
 	ASSERT(mfd_deco_lookup("retry") == DECO_RETRY && mfd_deco_handling(DECO_RETRY) == HANDLED);
 	ASSERT(mfd_deco_lookup("catch") == DECO_CATCH && mfd_deco_handling(DECO_CATCH) == FORWARDED);
 	ASSERT(mfd_deco_lookup("my_deco") == DECO_UNKNOWN && mfd_deco_handling(DECO_UNKNOWN) == FORWARDED);
-	ASSERT(mfd_deco_handling(mfd_deco_lookup("kubernetes")) == REJECTED);
+	ASSERT(mfd_deco_handling(mfd_deco_lookup("kubernetes")) == HANDLED);
+	ASSERT(mfd_deco_handling(mfd_deco_lookup("batch")) == REJECTED);
 	ASSERT(mfd_deco_handling(mfd_deco_lookup("parallel")) == REJECTED);
 
 	set(ir, "steps.1.decorators", J("[{\"name\": \"my_deco\", \"attributes\": {}, \"static\": false,"
 		" \"spec\": \"my_deco:x=1\"}, {\"name\": \"batch\", \"attributes\": {}, \"static\": true, \"spec\": null}]"));
 	set(ir, "flow.decorators", J("[{\"name\": \"slurm\", \"attributes\": {}, \"static\": true, \"spec\": null}]"));
-	EXPECT_DIAGS(ir, "/src/t.py: error: @slurm is not supported: tasks run on the Dagster worker, not on a remote "
-		"launcher\n/src/t.py:11: error: step 'a': @batch is not supported: tasks run on the Dagster worker, not on "
-		"a remote launcher");
+	EXPECT_DIAGS(ir, "/src/t.py: error: @slurm is not supported: tasks run where Dagster's executor runs its ops, "
+		"not on a remote launcher\n/src/t.py:11: error: step 'a': @batch is not supported: no maintained Dagster step "
+		"executor runs ops as AWS Batch jobs (dagster-aws has ecs_executor, for ECS tasks, not Batch job queues); use "
+		"@kubernetes (create --executor k8s), or run the steps on Celery workers (create --executor celery)");
+}
+
+/* The compiled text of ir, which must compile; owned by the arena of *r. */
+static const char *
+compiled(const MfdValue *ir, MfdResult *r)
+{
+	ASSERT(mfd_compile(ir, "", r) == 0);
+	return r->text ? r->text : "";
+}
+
+/* The executor: chosen by --executor, else k8s with @kubernetes, else threads; what depends on it. */
+static void
+test_executor(void)
+{
+	MfdValue *ir = BUILD(linear);
+	MfdResult r;
+
+	ASSERT(strstr(compiled(ir, &r), "\"executor\": {\"kind\": \"threads\", \"config\": {}},\n") != NULL);
+	ASSERT(strstr(r.text, "resource_defs") == NULL);
+	mfd_result_free(&r);
+	set(ir, "options.executor", S("celery"));
+	set(ir, "options.executor_config", J("{\"broker\": {\"env\": \"BROKER\"}}"));
+	set(ir, "options.queues", J("{\"a\": \"big-mem\"}"));
+	ASSERT(strstr(compiled(ir, &r), "\"executor\": {\"kind\": \"celery\", \"config\": {\"broker\": {\"env\": "
+		"\"BROKER\"}}},\n") != NULL);
+	ASSERT(strstr(r.text, "tags={\"metaflow/step\": \"a\", \"dagster-celery/queue\": \"big-mem\"},\n") != NULL);
+	ASSERT(strstr(r.text, "executor_def=mf.executor(), resource_defs=mf.resources())\n") != NULL);
+	mfd_result_free(&r);
+
+	set(ir, "options.executor", S("slurm"));
+	EXPECT_DIAGS(ir, "/src/t.py: error: executor 'slurm' is not one of threads, multiprocess, celery, k8s and docker");
+	set(ir, "options.executor", S("threads"));
+	set(ir, "options.queues", J("{\"a\": \"q\", \"nope\": \"x y\"}"));
+	set(ir, "steps.1.decorators", J("[{\"name\": \"kubernetes\", \"attributes\": {}, \"static\": true,"
+		" \"spec\": null}]"));
+	EXPECT_DIAGS(ir, "/src/t.py:11: error: step 'a': @kubernetes needs the k8s executor, not threads: its attributes "
+		"describe the Kubernetes Job that runs the step (create --executor k8s, or leave --executor out)\n"
+		"/src/t.py:11: error: step 'a': --celery-queue routes the step to a Celery queue, but the job's executor is "
+		"threads (create --executor celery)\n"
+		"/src/t.py: error: --celery-queue nope=x y: the flow has no step 'nope'\n"
+		"/src/t.py: error: --celery-queue nope: queue 'x y' may use only letters, digits, '_', '.' and '-'");
+	del(ir, "options.executor");
+	del(ir, "options.queues");
+	EXPECT_DIAGS(ir, "/src/t.py:11: error: step 'a': the k8s executor runs every step in a pod of its own, which "
+		"cannot reach the local datastore '/src/.metaflow': deploy with --datastore=s3, azure or gs");
+}
+
+/* @kubernetes and @resources as each op's dagster-k8s/config, for k8s_job_executor. */
+static void
+test_k8s(void)
+{
+	MfdValue *ir = BUILD(linear);
+	MfdResult r;
+
+	set(ir, "settings.datastore", S("s3"));
+	set(ir, "settings.datastore_root", S("s3://b/mf"));
+	set(ir, "settings.env_allowlist", J("[\"PATH\", \"METAFLOW_*\", \"AWS_*\", \"HOME\"]"));
+	set(ir, "steps.1.decorators", J("[{\"name\": \"kubernetes\", \"static\": true, \"spec\": null,"
+		" \"user_attributes\": [\"cpu\", \"image\", \"namespace\"], \"attributes\": {\"cpu\": \"2.0\", \"memory\": \"4096\","
+		" \"disk\": 10240, \"image\": \"reg/img:1\", \"gpu\": 1, \"gpu_vendor\": \"amd\", \"qos\": \"Guaranteed\","
+		" \"secrets\": \"s1, s2\", \"node_selector\": \"a=b,c=d\", \"namespace\": \"ml\", \"service_account\": \"sa\","
+		" \"labels\": {\"team\": \"x\"}, \"annotations\": {}, \"tolerations\": [{\"key\": \"k\"}],"
+		" \"persistent_volume_claims\": {\"pvc\": \"/mnt/p\"}, \"shared_memory\": 64, \"use_tmpfs\": true,"
+		" \"tmpfs_size\": null, \"tmpfs_path\": \"/tmpfs\", \"tmpfs_tempdir\": true, \"port\": null,"
+		" \"compute_pool\": null, \"executable\": null, \"hostname_resolution_timeout\": 600,"
+		" \"extended_resources\": {}, \"security_context\": null, \"image_pull_policy\": null,"
+		" \"image_pull_secrets\": [\"regcred\"]}}]"));
+	set(ir, "steps.2.resources", J("{\"cpu\": \"3\", \"memory\": \"1000\"}"));
+	compiled(ir, &r);
+	ASSERT(strstr(r.text, "\"executor\": {\"kind\": \"k8s\", \"config\": {\"job_namespace\": \"ml\"}, "
+		"\"forward_env\": [\"METAFLOW_*\", \"AWS_*\"]},\n") != NULL);
+	ASSERT(strstr(r.text, "\"dagster-k8s/config\": {\"container_config\": {\"image\": \"reg/img:1\", "
+		"\"resources\": {\"requests\": {\"cpu\": \"2\", \"memory\": \"4096M\", \"ephemeral-storage\": "
+		"\"10240M\"}, \"limits\": {\"cpu\": \"2\", \"memory\": \"4096M\", \"ephemeral-storage\": \"10240M\", "
+		"\"amd.com/gpu\": \"1\"}}, \"env\": [{\"name\": \"METAFLOW_TEMPDIR\", \"value\": \"/tmpfs\"}], "
+		"\"env_from\": [{\"secret_ref\": {\"name\": \"s1\"}}, {\"secret_ref\": {\"name\": \"s2\"}}], "
+		"\"volume_mounts\": [{\"name\": \"pvc\", \"mount_path\": \"/mnt/p\"}, {\"name\": \"dhsm\", "
+		"\"mount_path\": \"/dev/shm\"}, {\"name\": \"tmpfs-ephemeral-volume\", \"mount_path\": \"/tmpfs\"}]}, "
+		"\"pod_spec_config\": {\"node_selector\": {\"a\": \"b\", \"c\": \"d\"}, \"service_account_name\": "
+		"\"sa\", \"tolerations\": [{\"key\": \"k\"}], \"image_pull_secrets\": [{\"name\": \"regcred\"}], "
+		"\"volumes\": [{\"name\": \"pvc\", \"persistent_volume_claim\": {\"claim_name\": \"pvc\"}}, "
+		"{\"name\": \"dhsm\", \"empty_dir\": {\"medium\": \"Memory\", \"size_limit\": \"64Mi\"}}, "
+		"{\"name\": \"tmpfs-ephemeral-volume\", \"empty_dir\": {\"medium\": \"Memory\", \"size_limit\": "
+		"\"2048Mi\"}}]}, \"pod_template_spec_metadata\": {\"labels\": {\"team\": \"x\"}}}},\n") != NULL);
+	/* @resources alone; no tag for a step with neither. */
+	ASSERT(strstr(r.text, "tags={\"metaflow/step\": \"end\", \"metaflow/resources/cpu\": \"3\", "
+		"\"metaflow/resources/memory\": \"1000\", \"dagster-k8s/config\": {\"container_config\": {\"resources\": "
+		"{\"requests\": {\"cpu\": \"3\", \"memory\": \"1000M\"}}}}},\n") != NULL);
+	ASSERT(strstr(r.text, "tags={\"metaflow/step\": \"start\"},\n") != NULL);
+	mfd_result_free(&r);
+
+	/* Metaflow's default image is not used: the flow did not give one. */
+	set(ir, "steps.1.decorators.0.user_attributes", J("[]"));
+	ASSERT(strstr(compiled(ir, &r), "reg/img") == NULL);
+	mfd_result_free(&r);
+
+	/* Nor Metaflow's default namespace: the executor's job_namespace stays unset. */
+	ASSERT(strstr(compiled(ir, &r), "\"executor\": {\"kind\": \"k8s\", \"config\": {}, ") != NULL);
+	mfd_result_free(&r);
+
+	set(ir, "steps.1.decorators.0.user_attributes", J("[\"namespace\"]"));
+	set(ir, "steps.1.decorators.0.attributes.compute_pool", S("p"));
+	set(ir, "steps.1.decorators.0.attributes.executable", S("/usr/bin/python9"));
+	set(ir, "steps.1.decorators.0.attributes.hostname_resolution_timeout", mfd_int(A, 30));
+	set(ir, "steps.1.decorators.0.attributes.cpu", S("lots"));
+	set(ir, "steps.1.decorators.0.attributes.warp_drive", mfd_bool(A, 1));
+	set(ir, "steps.2.decorators", J("[{\"name\": \"kubernetes\", \"static\": false, \"spec\": \"kubernetes\","
+		" \"attributes\": {\"namespace\": \"other\", \"qos\": \"Besteffort\"}}]"));
+	EXPECT_DIAGS(ir, "/src/t.py:11: error: step 'a': @kubernetes attribute compute_pool: has no Kubernetes meaning "
+		"under Dagster (it picks an Outerbounds compute pool); use node_selector or tolerations\n"
+		"/src/t.py:11: error: step 'a': @kubernetes attribute executable: has no Kubernetes meaning under Dagster: the "
+		"pod runs Dagster's step command, whose Python runs the task\n"
+		"/src/t.py:11: error: step 'a': @kubernetes attribute hostname_resolution_timeout: has no Kubernetes meaning "
+		"under Dagster (only @parallel, which is not supported, reads it)\n"
+		"/src/t.py:11: error: step 'a': @kubernetes attribute 'warp_drive' has no Kubernetes meaning under Dagster "
+		"(this compiler knows those of Metaflow's @kubernetes)\n"
+		"/src/t.py:11: error: step 'a': @kubernetes attribute cpu: 'lots' is not a positive number\n"
+		"/src/t.py:12: error: step 'end': @kubernetes attribute qos: 'Besteffort' is not a QoS class Metaflow knows "
+		"(Guaranteed or Burstable)\n"
+		"/src/t.py:12: error: step 'end': @kubernetes namespace 'other' differs from 'ml' of step 'a': dagster-k8s "
+		"runs every step of a run in one namespace, the executor's job_namespace");
 }
 
 static const StepSpec switch_in_foreach[] = {
@@ -1571,6 +1694,8 @@ main(void)
 	RUN(test_check_edges);
 	RUN(test_check_kinds);
 	RUN(test_check_decorators);
+	RUN(test_executor);
+	RUN(test_k8s);
 	RUN(test_check_switch);
 	RUN(test_depth);
 	RUN(test_lower_order);

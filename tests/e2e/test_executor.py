@@ -145,3 +145,30 @@ def test_without_one_dagster_internal_jobs_run_on_dagsters_multiprocess_executor
     run = metaflow_run("RetryFlow", drun)
     assert sorted(t.current_attempt for t in run["leaf"]) == [2, 2, 2, 2]
     assert run.end_task.data.result == ([2, 2, 2, 2], "caught by @catch")
+
+
+def test_multiprocess_executor_keeps_logs_failure_reasons_and_reexecution(project, tmp_path):
+    """`create --executor multiprocess`: Dagster's own executor, a process per op. The failed step is named with
+    its task's exception, the task's output is in Metaflow's logs, and re-execution from failure finishes the
+    same Metaflow run."""
+    marker = tmp_path / "b.ok"
+    defs, _ = project.create(flow_path("flaky_flow.py"), args=["--executor", "multiprocess"])
+    assert '"executor": {"kind": "multiprocess"' in open(defs).read()
+    config = {"ops": {"start": {"config": {"marker": str(marker)}}}}
+    parent, res = project.execute(defs, "FlakyFlow", config=config, check=False)
+    assert parent.status == DagsterRunStatus.FAILURE, res
+    engine = [e.message for e in project.run_logs(parent.run_id)
+              if e.dagster_event is not None and e.dagster_event.event_type == DagsterEventType.ENGINE_EVENT]
+    assert any("multiprocess" in m.lower() for m in engine), engine
+    (description,) = failure_descriptions(project, parent)
+    assert "b fails until %s exists" % marker in description, description
+    failed = metaflow_run("FlakyFlow", parent)["b"].task
+    assert "b fails until" in failed.stderr
+    marker.write_text("now b succeeds")
+    res = project.run([sys.executable, "-c", REEXECUTE, defs, "FlakyFlow", parent.run_id])
+    assert res.returncode == 0, res
+    child = project.latest_run("FlakyFlow")
+    assert child.parent_run_id == parent.run_id and child.status == DagsterRunStatus.SUCCESS
+    assert step_keys(project, child, DagsterEventType.STEP_SUCCESS) == ["b", "end"]
+    run = metaflow_run("FlakyFlow", child)
+    assert run.id == metaflow_run("FlakyFlow", parent).id and run.end_task.data.z == 3

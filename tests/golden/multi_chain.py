@@ -34,6 +34,7 @@ FLOW_chain_user_tester_ChainAFlow = {
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/data/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "tester", "env_allowlist": ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "METAFLOW_*", "AWS_*", "DAGSTER_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
+    "executor": {"kind": "threads", "config": {}},
     "triggers": None,
     "finish_triggers": None,
     "sensors": {},
@@ -88,6 +89,7 @@ FLOW_chain_user_tester_ChainBFlow = {
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/data/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "tester", "env_allowlist": ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "METAFLOW_*", "AWS_*", "DAGSTER_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
+    "executor": {"kind": "threads", "config": {}},
     "triggers": None,
     "finish_triggers": {"events": [
         {"name": "metaflow.chain.user.tester.ChainAFlow.end", "flow": "ChainAFlow", "type": "run", "filters": {"auto-generated-by-metaflow": "True", "project_name": "chain", "branch_name": "user.tester"}},
@@ -162,6 +164,7 @@ FLOW_ChainCFlow = {
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/data/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "tester", "env_allowlist": ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "METAFLOW_*", "AWS_*", "DAGSTER_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
+    "executor": {"kind": "threads", "config": {}},
     "triggers": None,
     "finish_triggers": {"events": [
         {"name": "metaflow.chain.user.tester.ChainAFlow.end", "flow": "ChainAFlow", "type": "run", "filters": {"auto-generated-by-metaflow": "True", "project_name": "chain", "branch_name": "user.tester"}},

@@ -24,6 +24,7 @@ FLOW = {
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/data/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "METAFLOW_*", "AWS_*", "DAGSTER_HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
+    "executor": {"kind": "threads", "config": {}},
     "triggers": None,
     "finish_triggers": None,
     "sensors": {},

@@ -19,6 +19,7 @@ FLOW = {
     "configs": [],
     "settings": {"datastore": "local", "datastore_root": "/src/.metaflow", "metadata": "local", "environment": "local", "event_logger": "nullSidecarLogger", "monitor": "nullSidecarMonitor", "python": "/usr/bin/python3", "username": "alice", "env_allowlist": ["PATH", "HOME", "METAFLOW_*"]},
     "options": {"tags": [], "namespace": None, "max_workers": 16, "workflow_timeout": 0, "with": [], "branch": None, "production": False, "emit_step_events": False, "max_num_splits": 100},
+    "executor": {"kind": "threads", "config": {}},
     "triggers": None,
     "finish_triggers": None,
     "sensors": {},

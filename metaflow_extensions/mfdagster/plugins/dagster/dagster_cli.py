@@ -30,9 +30,11 @@ from metaflow_dagster import location as loc
 
 from .dagster_compiler import (
     CODE_PACKAGE_MODES,
+    EXECUTORS,
     _job_name,
     build_ir,
     compile_ir,
+    executor_options,
     package_code,
 )
 from .exception import DagsterException
@@ -108,11 +110,28 @@ def _echo_serving(obj, home):
     help="Compile this flow file into the same definitions file, one code location with every flow's job, "
     "schedule and sensors (repeatable). It gets this command's top-level and create options.",
 )
+@click.option(
+    "--executor", type=click.Choice(EXECUTORS), default=None,
+    help="The Dagster executor that runs the job's ops: the runtime's threads of the run worker (the default), "
+    "Dagster's multiprocess executor, or Dagster's celery, k8s (the default with @kubernetes) and docker "
+    "executors, whose ops run on other hosts (docs/deploy.md).",
+)
+@click.option(
+    "--executor-config", default=None, metavar="JSON",
+    help="The executor's config as a JSON object, such as '{\"broker\": {\"env\": \"DAGSTER_CELERY_BROKER_URL\"}}': "
+    "the defaults the launchpad shows for the run config's `execution` section. Name secrets by variable "
+    "({\"env\": NAME}); values are written into the definitions file.",
+)
+@click.option(
+    "--celery-queue", "celery_queues", multiple=True, metavar="STEP=QUEUE",
+    help="With --executor celery, send the ops of STEP to Celery queue QUEUE (op tag dagster-celery/queue), "
+    "served only by the workers started with `-q QUEUE` (repeatable).",
+)
 @click.option("--ir-only", is_flag=True, default=False, help="Print the flow IR as JSON and write nothing.")
 @click.option("--deployer-attribute-file", default=None, hidden=True)
 @click.pass_obj
 def create(obj, file, tags, namespace, max_workers, workflow_timeout, max_num_splits, emit_step_events, forward_env,
-           code_package, add_flows, ir_only, deployer_attribute_file):
+           code_package, executor, executor_config, celery_queues, add_flows, ir_only, deployer_attribute_file):
     if obj.deployment_name != obj.dagster_job:
         raise DagsterException(
             "--name %s is not supported by `create`: a deployment is named after its job, *%s*"
@@ -144,6 +163,7 @@ def create(obj, file, tags, namespace, max_workers, workflow_timeout, max_num_sp
     ir = build_ir(
         obj, tags=tags or (), namespace=namespace, max_workers=max_workers, workflow_timeout=workflow_timeout,
         emit_step_events=emit_step_events, forward_env=forward_env, max_num_splits=max_num_splits,
+        executor=executor_options(executor, executor_config, celery_queues),
     )
     if ir_only and add_flows:
         raise DagsterException("--ir-only prints the IR of one flow: run it on each flow file, not with --add-flow")
@@ -160,7 +180,9 @@ def create(obj, file, tags, namespace, max_workers, workflow_timeout, max_num_sp
             "--max-num-splits", str(max_num_splits),
             "--emit-step-events" if emit_step_events else "--no-emit-step-events", "--code-package", code_package,
         ] + (["--namespace", namespace] if namespace is not None else []) + [
-            a for name in forward_env for a in ("--forward-env", name)]
+            a for name in forward_env for a in ("--forward-env", name)] + (
+            ["--executor", executor] if executor else []) + (
+            ["--executor-config", executor_config] if executor_config else [])
         irs += _added_irs(obj, ir, add_flows, create_args)
     home = dep.dagster_home()
     name = ir["flow"]["job_name"]

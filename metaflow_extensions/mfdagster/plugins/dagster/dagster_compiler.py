@@ -51,7 +51,13 @@ def _decorator(deco, flow_level=False):
     spec = None
     if not flow_level and not static and getattr(deco, "inserted_by", None) is None:
         spec = deco.make_decorator_spec()
-    return {"name": deco.name, "attributes": _jsonable(deco.attributes), "static": static, "spec": spec}
+    out = {"name": deco.name, "attributes": _jsonable(deco.attributes), "static": static, "spec": spec}
+    given = getattr(deco, "_user_defined_attributes", None)
+    if given is not None:
+        # The attributes the flow set (the others hold Metaflow's defaults): @resources fills in for
+        # @kubernetes only where the flow gave @kubernetes no value (core/k8s.c).
+        out["user_attributes"] = sorted(given)
+    return out
 
 
 def _param_type(param):
@@ -203,9 +209,45 @@ def env_allowlist(forward_env=()):
     return list(dict.fromkeys(ENV_ALLOWLIST + list(forward_env)))
 
 
+EXECUTORS = ("threads", "multiprocess", "celery", "k8s", "docker")
+
+
+def executor_options(executor=None, executor_config=None, celery_queues=()):
+    """The IR's executor options from `create --executor`, `--executor-config JSON` and `--celery-queue
+    STEP=QUEUE`: ``{"executor", "executor_config", "queues"}`` with only what was given. The core decides the
+    executor when none is named (k8s for a flow with @kubernetes) and checks the rest against the flow; the
+    config's keys are checked against the executor's own schema when the generated file loads."""
+    out = {}
+    if executor is not None:
+        if executor not in EXECUTORS:
+            raise DagsterException("--executor %s is not one of %s" % (executor, ", ".join(EXECUTORS)))
+        out["executor"] = executor
+    if executor_config:
+        try:
+            config = json.loads(executor_config)
+        except ValueError as e:
+            raise DagsterException("--executor-config is not JSON (%s): %s" % (e, executor_config)) from None
+        if not isinstance(config, dict):
+            raise DagsterException("--executor-config must be a JSON object of the executor's config, such as "
+                                   '\'{"broker": {"env": "DAGSTER_CELERY_BROKER_URL"}}\' (got %s)' % executor_config)
+        out["executor_config"] = config
+    queues = {}
+    for item in celery_queues:
+        step, sep, queue = item.partition("=")
+        if not sep or not step or not queue:
+            raise DagsterException("--celery-queue %s: give STEP=QUEUE, such as train=gpu" % item)
+        if step in queues:
+            raise DagsterException("--celery-queue names step *%s* twice" % step)
+        queues[step] = queue
+    if queues:
+        out["queues"] = queues
+    return out
+
+
 def build_ir(obj, tags=(), namespace=None, max_workers=16, workflow_timeout=0, emit_step_events=False,
-             forward_env=(), max_num_splits=100):
-    """The IR of the processed flow in `obj` (the Metaflow CLI state) as a JSON-ready dict."""
+             forward_env=(), max_num_splits=100, executor=None):
+    """The IR of the processed flow in `obj` (the Metaflow CLI state) as a JSON-ready dict; ``executor`` is
+    what executor_options returned."""
     from metaflow.flowspec import FlowStateItems
     from metaflow.util import get_username
 
@@ -282,6 +324,7 @@ def build_ir(obj, tags=(), namespace=None, max_workers=16, workflow_timeout=0, e
             "production": bool(opts.get("production", False)),
             "emit_step_events": bool(emit_step_events),
             "max_num_splits": int(max_num_splits),
+            **(executor or {}),
         },
     }
 
