@@ -390,7 +390,7 @@ def table(cells, reps):
             ratio = ours.median("wall") / nat.median("wall")
             parts = ["ours/native %.2f" % ratio]
             if flow in TARGETS:
-                parts.append("target <= %.1f: %s" % (TARGETS[flow], "met" if ratio <= TARGETS[flow] else "NOT met"))
+                parts.append("target <= %g: %s" % (TARGETS[flow], "met" if ratio <= TARGETS[flow] else "NOT met"))
             if old:
                 ow = old.median("wall", True)
                 verdict = "yes (0.3.7 failed)" if ow is None else "%s (%.2fx)%s" % (

@@ -22,7 +22,7 @@ import pytest
 from dagster import DagsterEventType, DagsterRunStatus, RunsFilter
 
 from metaflow_dagster.runtime import ORIGIN_RUN_TAG, event_asset_key, metaflow_run_id
-from tests.e2e.test_shapes import SHAPES
+from tests.e2e.test_shapes import SHAPES as ALL_SHAPES
 from tests.helpers import FLOWS, REPO, flow_literal, flow_literals, wait_for
 from tests.infra import (  # noqa: F401 (postgres, s3: pytest fixtures)
     BIN,
@@ -40,6 +40,12 @@ from tests.infra import (  # noqa: F401 (postgres, s3: pytest fixtures)
 # Every graph shape of test_shapes.py, compiled into one definitions file (`create --add-flow`, a code package per
 # flow) served by one code server, so the whole set costs one server instead of seventeen.
 SHAPES_LOCATION = "shapes"
+# One flow of each construct runs on the cluster (a split, a nested foreach, a foreach after a foreach, a
+# switch in a foreach, switch cases into a nested foreach's join, a recursive switch, custom start and end
+# names); tests/e2e/test_shapes.py and test_differential.py run every shape locally.
+SHAPES = [s for s in ALL_SHAPES if s[1] in (
+    "Split3Flow", "NestedForeachFlow", "ForeachLinearForeachFlow", "SwitchInForeachFlow",
+    "NestedSwitchIntoForeachJoinFlow", "RecursiveSwitchFlow", "CustomStartEndFlow")]
 TRIGGER = "signed_trigger_flow.py"
 RESUME = "resume_flow.py"
 CHAIN = ["chain_a_flow.py", "chain_b_flow.py"]
