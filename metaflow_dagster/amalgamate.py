@@ -14,7 +14,7 @@ import ast
 import os
 
 # Dependency order: a module imports only from modules before it.
-MODULES = ("contract", "output", "tasks", "zygote", "executor", "package", "tokens", "commands", "processes",
+MODULES = ("contract", "output", "tasks", "zygote", "remote", "executor", "package", "tokens", "commands", "processes",
            "sensors", "flow")
 RUNTIME_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runtime")
 

@@ -6,8 +6,9 @@ contract      names, ids and values every part agrees on (tags, run and task ids
 output        what a task prints (to Dagster, to Metaflow's logs) and why it failed
 tasks         the Metaflow task process: how it starts, what it reports back
 zygote        the single-threaded process that forks a run's tasks
+remote        Dagster's executors from other packages (celery, k8s, docker), with create's defaults
 executor      the wall around Dagster's private internals: ops as threads of the run worker; the job's
-              executor (threads, multiprocess, or Dagster's celery, k8s and docker executors)
+              executor (threads, multiprocess, or one of remote's)
 package       the code package a flow's tasks run from; the stale-file check
 tokens        the op outputs of jobs whose ops share no disk, in the Metaflow datastore
 commands      a task's command line and environment
@@ -32,7 +33,8 @@ _PUBLIC = {
                  "EVENT_ASSET_PREFIX", "SIGNATURE_FIELD", "MAX_PAYLOAD_BYTES", "StaleDefinitionsError", "BadEvent",
                  "task_id_for", "metaflow_run_id", "mapping_key", "flatten_tokens", "param_env_value",
                  "coerce_param", "event_asset_key", "event_signature", "emitted_events", "emitted_payload"),
-    "executor": ("EXECUTOR_ENV", "ExecutorUnavailableError", "dagster_version", "make_executor"),
+    "remote": ("ExecutorUnavailableError",),
+    "executor": ("EXECUTOR_ENV", "dagster_version", "make_executor"),
     "tokens": ("TokenStore", "token_io_manager"),
     "sensors": ("EventSensorLogic", "read_event", "event_assets", "publish_event"),
     "flow": ("FlowRuntime",),
