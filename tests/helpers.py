@@ -248,7 +248,8 @@ class DagsterDev:
     def stop(self):
         if self.proc is None or self.proc.poll() is not None:
             return
-        for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        # A test's instance is thrown away with it: 10 s for dagster dev to stop its children, then SIGKILL.
+        for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
             try:
                 os.killpg(self.proc.pid, sig)
                 self.proc.wait(grace)
@@ -487,3 +488,18 @@ def differences(native, deployed, ignored=()):
                 if not same(a[name], b[name]):
                     out.append("%s %s: native %r, dagster %r" % (key, name, a[name], b[name]))
     return out, compared
+
+
+# Dagster's "Re-execute from failure" through its Python API, in a new process: argv DEFS JOB PARENT_RUN_ID;
+# exits 0 when the re-execution succeeds.
+REEXECUTE_FROM_FAILURE = """
+import sys
+from dagster import DagsterInstance, ReexecutionOptions, execute_job
+from dagster._core.definitions.reconstruct import ReconstructableJob
+
+defs, job, parent = sys.argv[1:]
+with DagsterInstance.get() as instance:
+    options = ReexecutionOptions.from_failure(parent, instance)
+    with execute_job(ReconstructableJob.for_file(defs, job), instance=instance, reexecution_options=options) as r:
+        sys.exit(0 if r.success else 1)
+"""

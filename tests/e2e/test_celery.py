@@ -26,7 +26,7 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 
 from metaflow_dagster.runtime import ORIGIN_RUN_TAG
-from tests.helpers import FLOWS, flow_literal, free_port, metaflow_run, wait_for
+from tests.helpers import FLOWS, REEXECUTE_FROM_FAILURE, flow_literal, free_port, metaflow_run, wait_for
 from tests.infra import BIN, Process, postgres, s3  # noqa: F401 (postgres, s3: pytest fixtures)
 
 WORKERS = ("w1", "w2")      # w2 also serves the queue `big`
@@ -35,19 +35,6 @@ TRIGGER = "trigger_flow.py"
 CHAIN = ("chain_a_flow.py", "chain_b_flow.py")
 RUN_TIMEOUT = 240
 EXECUTOR_CONFIG = {"broker": {"env": "DAGSTER_CELERY_BROKER_URL"}, "backend": {"env": "DAGSTER_CELERY_BACKEND_URL"}}
-
-
-REEXECUTE = """
-import sys
-from dagster import DagsterInstance, ReexecutionOptions, execute_job
-from dagster._core.definitions.reconstruct import ReconstructableJob
-
-defs, job, parent = sys.argv[1:]
-with DagsterInstance.get() as instance:
-    options = ReexecutionOptions.from_failure(parent, instance)
-    with execute_job(ReconstructableJob.for_file(defs, job), instance=instance, reexecution_options=options) as r:
-        sys.exit(0 if r.success else 1)
-"""
 
 
 class Redis:
@@ -298,7 +285,7 @@ def test_a_killed_worker_process_fails_the_run_naming_the_step_then_resume_and_r
     assert {i: clones[i] for i in (0, 1)} == done and clones[2] is None, clones
 
     # Dagster's re-execution from failure, on Celery: the failed step and what follows, in the same Metaflow run.
-    res = subprocess.run([sys.executable, "-c", REEXECUTE, cluster.defs["CeleryKillFlow"], "CeleryKillFlow",
+    res = subprocess.run([sys.executable, "-c", REEXECUTE_FROM_FAILURE, cluster.defs["CeleryKillFlow"], "CeleryKillFlow",
                           parent.run_id], env=dict(cluster.env, DAGSTER_HOME=cluster.home), cwd=cluster.root,
                          capture_output=True, text=True, timeout=RUN_TIMEOUT)
     child = cluster.latest_run("CeleryKillFlow")

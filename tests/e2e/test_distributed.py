@@ -40,12 +40,12 @@ from tests.infra import (  # noqa: F401 (postgres, s3: pytest fixtures)
 # Every graph shape of test_shapes.py, compiled into one definitions file (`create --add-flow`, a code package per
 # flow) served by one code server, so the whole set costs one server instead of seventeen.
 SHAPES_LOCATION = "shapes"
-# One flow of each construct runs on the cluster (a split, a nested foreach, a foreach after a foreach, a
-# switch in a foreach, switch cases into a nested foreach's join, a recursive switch, custom start and end
-# names); tests/e2e/test_shapes.py and test_differential.py run every shape locally.
+# One flow of each construct runs on the cluster (a split, a nested foreach, switches in a foreach whose cases
+# go into a nested foreach's join, a recursive switch, custom start and end names); tests/e2e/test_shapes.py
+# and test_differential.py run every shape locally.
 SHAPES = [s for s in ALL_SHAPES if s[1] in (
-    "Split3Flow", "NestedForeachFlow", "ForeachLinearForeachFlow", "SwitchInForeachFlow",
-    "NestedSwitchIntoForeachJoinFlow", "RecursiveSwitchFlow", "CustomStartEndFlow")]
+    "Split3Flow", "NestedForeachFlow", "NestedSwitchIntoForeachJoinFlow", "RecursiveSwitchFlow",
+    "CustomStartEndFlow")]
 TRIGGER = "signed_trigger_flow.py"
 RESUME = "resume_flow.py"
 CHAIN = ["chain_a_flow.py", "chain_b_flow.py"]

@@ -9,7 +9,7 @@ import sys
 
 from dagster import DagsterEventType, DagsterRunStatus
 
-from tests.helpers import flow_path, metaflow_run
+from tests.helpers import REEXECUTE_FROM_FAILURE, flow_path, metaflow_run
 
 
 def step_keys(project, drun, event_type):
@@ -65,17 +65,17 @@ def test_tasks_fork_unless_they_need_their_own_interpreter(project, monkeypatch)
     assert {ran_as(run, s) for s in ("start", "own_settings", "end")} == {"subprocess"}
 
 
-REEXECUTE = """
-import sys
-from dagster import DagsterInstance, ReexecutionOptions, execute_job
-from dagster._core.definitions.reconstruct import ReconstructableJob
-
-defs, job, parent = sys.argv[1:]
-with DagsterInstance.get() as instance:
-    options = ReexecutionOptions.from_failure(parent, instance)
-    with execute_job(ReconstructableJob.for_file(defs, job), instance=instance, reexecution_options=options) as r:
-        sys.exit(0 if r.success else 1)
-"""
+def _reexecute_flaky_flow(project, defs, parent, marker):
+    """Let FlakyFlow's `b` succeed, re-execute its failed run ``parent`` from failure: only `b` and `end` run, in
+    the same Metaflow run, which ends with z == 3."""
+    marker.write_text("now b succeeds")
+    res = project.run([sys.executable, "-c", REEXECUTE_FROM_FAILURE, defs, "FlakyFlow", parent.run_id])
+    assert res.returncode == 0, res
+    child = project.latest_run("FlakyFlow")
+    assert child.parent_run_id == parent.run_id and child.status == DagsterRunStatus.SUCCESS
+    assert step_keys(project, child, DagsterEventType.STEP_SUCCESS) == ["b", "end"]
+    run = metaflow_run("FlakyFlow", child)
+    assert run.id == metaflow_run("FlakyFlow", parent).id and run.end_task.data.z == 3
 
 
 def test_reexecution_from_failure_runs_the_failed_step_and_what_follows(project, tmp_path):
@@ -84,13 +84,7 @@ def test_reexecution_from_failure_runs_the_failed_step_and_what_follows(project,
     config = {"ops": {"start": {"config": {"marker": str(marker)}}}}
     parent, res = project.execute(defs, "FlakyFlow", config=config, check=False)
     assert parent.status == DagsterRunStatus.FAILURE, res
-    marker.write_text("now b succeeds")
-    res = project.run([sys.executable, "-c", REEXECUTE, defs, "FlakyFlow", parent.run_id])
-    assert res.returncode == 0, res
-    child = project.latest_run("FlakyFlow")
-    assert child.parent_run_id == parent.run_id and child.status == DagsterRunStatus.SUCCESS
-    assert step_keys(project, child, DagsterEventType.STEP_SUCCESS) == ["b", "end"]
-    assert metaflow_run("FlakyFlow", child).end_task.data.z == 3
+    _reexecute_flaky_flow(project, defs, parent, marker)
 
 
 def test_task_output_reaches_the_runs_captured_logs(project, monkeypatch):
@@ -164,11 +158,4 @@ def test_multiprocess_executor_keeps_logs_failure_reasons_and_reexecution(projec
     assert "b fails until %s exists" % marker in description, description
     failed = metaflow_run("FlakyFlow", parent)["b"].task
     assert "b fails until" in failed.stderr
-    marker.write_text("now b succeeds")
-    res = project.run([sys.executable, "-c", REEXECUTE, defs, "FlakyFlow", parent.run_id])
-    assert res.returncode == 0, res
-    child = project.latest_run("FlakyFlow")
-    assert child.parent_run_id == parent.run_id and child.status == DagsterRunStatus.SUCCESS
-    assert step_keys(project, child, DagsterEventType.STEP_SUCCESS) == ["b", "end"]
-    run = metaflow_run("FlakyFlow", child)
-    assert run.id == metaflow_run("FlakyFlow", parent).id and run.end_task.data.z == 3
+    _reexecute_flaky_flow(project, defs, parent, marker)
