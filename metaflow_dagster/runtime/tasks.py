@@ -10,6 +10,7 @@ allowlist, never copied whole (``_env_allowed``).
 
 import json
 import os
+import select
 import subprocess
 import sys
 import time
@@ -327,13 +328,35 @@ class _ForkedTask:
         self.returncode = None
 
     def wait(self, timeout=None):
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.returncode is None:
-            pid, status = os.waitpid(self.pid, 0 if deadline is None else os.WNOHANG)
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-            elif time.monotonic() >= deadline:
+        if self.returncode is None:
+            status = _wait_child(self.pid, timeout)
+            if status is None:
                 raise subprocess.TimeoutExpired("forked task %d" % self.pid, timeout)
-            else:
-                time.sleep(0.05)
+            self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
+
+
+def _wait_child(pid, timeout=None):
+    """Reap child ``pid``: its wait status, or None if it is still running after ``timeout`` seconds (None: no
+    bound). Waits on the child's exit itself, through a pidfd, which is readable once the child has exited; a
+    kernel without pidfds (before Linux 5.3) gets a bounded poll instead. ChildProcessError if it is not ours."""
+    if timeout is None:
+        return os.waitpid(pid, 0)[1]
+    deadline = time.monotonic() + timeout
+    try:
+        exited = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        exited = None
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            left = deadline - time.monotonic()
+            if done or left <= 0:
+                return status if done else None
+            if exited is None:
+                time.sleep(min(0.01, left))  # no pidfd: nothing to wait on but the clock
+            else:
+                select.select([exited], [], [], left)
+    finally:
+        if exited is not None:
+            os.close(exited)

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 
-from .tasks import _KILL_GRACE_SECONDS, _saver_child, _task_child
+from .tasks import _KILL_GRACE_SECONDS, _saver_child, _task_child, _wait_child
 
 _ZYGOTE_MAX_REQUEST = 1 << 20
 
@@ -187,27 +187,11 @@ class _Zygote:
         """Let the zygote exit (the tasks it started run on) and reap it."""
         self._sock.close()
         try:
-            # A pidfd is readable once the zygote has exited: no polling on the run's way out.
-            exited = os.pidfd_open(self.pid)
-        except (AttributeError, OSError):  # no pidfd on this system (or the zygote is gone): poll
-            exited = None
-        deadline = time.monotonic() + _KILL_GRACE_SECONDS
-        try:
-            while not os.waitpid(self.pid, os.WNOHANG)[0]:
-                if time.monotonic() > deadline:
-                    os.kill(self.pid, signal.SIGKILL)
-                    os.waitpid(self.pid, 0)
-                    return
-                if exited is None:
-                    time.sleep(0.01)
-                else:
-                    select.select([exited], [], [], max(0.0, deadline - time.monotonic()))
+            if _wait_child(self.pid, _KILL_GRACE_SECONDS) is None:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
         except ChildProcessError:  # reaped by someone else
             pass
-        finally:
-            if exited is not None:
-                os.close(exited)
-
 
 class _ZygoteTask:
     """A task forked by the zygote: the Popen surface ``_spawn`` uses (pid, stdout, stderr, wait), plus
