@@ -311,56 +311,6 @@ format_float(char *buf, size_t size, double d)
 	*q = '\0';
 }
 
-/*
- * Appends v as a Python literal: None, True, False, int, float, str, list or dict. The reader bounds the depth
- * of every value it accepts (MFD_MAX_DEPTH), which bounds the recursion here.
- */
-void
-mfd_sb_pyvalue(StrBuf *sb, const MfdValue *v)
-{
-	char num[32];
-	size_t i;
-
-	switch (v->kind) {
-	case VAL_NULL:
-		mfd_sb_puts(sb, "None");
-		break;
-	case VAL_BOOL:
-		mfd_sb_puts(sb, v->u.b ? "True" : "False");
-		break;
-	case VAL_INT:
-		mfd_sb_printf(sb, "%lld", v->u.i);
-		break;
-	case VAL_FLOAT:
-		format_float(num, sizeof num, v->u.f);
-		mfd_sb_puts(sb, num);
-		break;
-	case VAL_STRING:
-		mfd_sb_pystr(sb, v->u.str.s, v->u.str.len);
-		break;
-	case VAL_ARRAY:
-		mfd_sb_puts(sb, "[");
-		for (i = 0; i < v->u.arr.n; i++) {
-			if (i)
-				mfd_sb_puts(sb, ", ");
-			mfd_sb_pyvalue(sb, v->u.arr.v[i]);
-		}
-		mfd_sb_puts(sb, "]");
-		break;
-	case VAL_OBJECT:
-		mfd_sb_puts(sb, "{");
-		for (i = 0; i < v->u.obj.n; i++) {
-			if (i)
-				mfd_sb_puts(sb, ", ");
-			mfd_sb_pystr(sb, v->u.obj.v[i].key, v->u.obj.v[i].keylen);
-			mfd_sb_puts(sb, ": ");
-			mfd_sb_pyvalue(sb, v->u.obj.v[i].value);
-		}
-		mfd_sb_puts(sb, "}");
-		break;
-	}
-}
-
 /* The code point of the well-formed UTF-8 sequence of len bytes at p (utf8_len). */
 static unsigned long
 utf8_code(const unsigned char *p, size_t len)
@@ -424,31 +374,37 @@ json_str(StrBuf *sb, const char *s, size_t n)
 	put_raw(sb, "\"", 1);
 }
 
-/*
- * Appends v as JSON text, byte for byte as Python's json.dumps writes the same value with its defaults: ", "
- * and ": " between items, keys in the order given, floats as repr writes them (NaN, Infinity and -Infinity
- * for the values JSON has no form for), strings as json_str. The depth is bounded as for mfd_sb_pyvalue.
- */
-void
-mfd_sb_json(StrBuf *sb, const MfdValue *v)
+/* How a value is spelled: a Python literal or JSON text. The two differ only in their scalars and strings. */
+typedef struct {
+	const char *null, *yes, *no;
+	int named_nonfinite;	/* NaN, Infinity, -Infinity (json.dumps) rather than the float's own text */
+	void (*str)(StrBuf *sb, const char *s, size_t n);
+} Spelling;
+
+static const Spelling PYTHON = {"None", "True", "False", 0, mfd_sb_pystr};
+static const Spelling JSON = {"null", "true", "false", 1, json_str};
+
+/* The reader bounds the depth of every value it accepts (MFD_MAX_DEPTH), which bounds the recursion here. */
+static void
+sb_value(StrBuf *sb, const MfdValue *v, const Spelling *sp)
 {
 	char num[32];
 	size_t i;
 
 	switch (v->kind) {
 	case VAL_NULL:
-		mfd_sb_puts(sb, "null");
+		mfd_sb_puts(sb, sp->null);
 		break;
 	case VAL_BOOL:
-		mfd_sb_puts(sb, v->u.b ? "true" : "false");
+		mfd_sb_puts(sb, v->u.b ? sp->yes : sp->no);
 		break;
 	case VAL_INT:
 		mfd_sb_printf(sb, "%lld", v->u.i);
 		break;
 	case VAL_FLOAT:
-		if (isnan(v->u.f))
+		if (sp->named_nonfinite && isnan(v->u.f))
 			mfd_sb_puts(sb, "NaN");
-		else if (isinf(v->u.f))
+		else if (sp->named_nonfinite && isinf(v->u.f))
 			mfd_sb_puts(sb, v->u.f < 0 ? "-Infinity" : "Infinity");
 		else {
 			format_float(num, sizeof num, v->u.f);
@@ -456,14 +412,14 @@ mfd_sb_json(StrBuf *sb, const MfdValue *v)
 		}
 		break;
 	case VAL_STRING:
-		json_str(sb, v->u.str.s, v->u.str.len);
+		sp->str(sb, v->u.str.s, v->u.str.len);
 		break;
 	case VAL_ARRAY:
 		mfd_sb_puts(sb, "[");
 		for (i = 0; i < v->u.arr.n; i++) {
 			if (i)
 				mfd_sb_puts(sb, ", ");
-			mfd_sb_json(sb, v->u.arr.v[i]);
+			sb_value(sb, v->u.arr.v[i], sp);
 		}
 		mfd_sb_puts(sb, "]");
 		break;
@@ -472,13 +428,31 @@ mfd_sb_json(StrBuf *sb, const MfdValue *v)
 		for (i = 0; i < v->u.obj.n; i++) {
 			if (i)
 				mfd_sb_puts(sb, ", ");
-			json_str(sb, v->u.obj.v[i].key, v->u.obj.v[i].keylen);
+			sp->str(sb, v->u.obj.v[i].key, v->u.obj.v[i].keylen);
 			mfd_sb_puts(sb, ": ");
-			mfd_sb_json(sb, v->u.obj.v[i].value);
+			sb_value(sb, v->u.obj.v[i].value, sp);
 		}
 		mfd_sb_puts(sb, "}");
 		break;
 	}
+}
+
+/* Appends v as a Python literal: None, True, False, int, float, str, list or dict. */
+void
+mfd_sb_pyvalue(StrBuf *sb, const MfdValue *v)
+{
+	sb_value(sb, v, &PYTHON);
+}
+
+/*
+ * Appends v as JSON text, byte for byte as Python's json.dumps writes the same value with its defaults: ", "
+ * and ": " between items, keys in the order given, floats as repr writes them (NaN, Infinity and -Infinity
+ * for the values JSON has no form for), strings as json_str.
+ */
+void
+mfd_sb_json(StrBuf *sb, const MfdValue *v)
+{
+	sb_value(sb, v, &JSON);
 }
 
 /*
