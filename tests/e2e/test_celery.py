@@ -9,11 +9,18 @@ test_distributed.py (the session's METAFLOW_DATASTORE_SYSROOT_LOCAL; a metadata 
 definitions file is at one path for all, as dagster-celery requires (workers load the job from it); the flow
 sources are deleted before any worker starts, so tasks run from the code package.
 
-Runs are executed by `dagster job execute` (the run worker: it submits each step to Celery and waits). Steps
-are routed to the queue `big`, which only the second worker serves, with `create --celery-queue STEP=QUEUE`.
-Results are read through the Metaflow client and the Dagster instance.
+Runs are executed by `dagster job execute` (the run worker: it submits each step to Celery and waits), or
+launched by `dagster-daemon run` from the flows' sensors. Steps are routed to the queue `big`, which only the
+second worker serves, with `create --celery-queue STEP=QUEUE`. Results are read through the Metaflow client
+and the Dagster instance.
+
+Workers and executor share docs/deploy.md's `config_source` as written there: late acknowledgement, so the
+steps of a worker that dies whole are delivered again to another one once Redis's visibility timeout has
+passed (short here, longer than the longest step in production), and no `task_reject_on_worker_lost`, so a
+step whose own process dies fails the run instead of coming back forever.
 """
 
+import functools
 import json
 import os
 import shutil
@@ -27,14 +34,30 @@ from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 
 from metaflow_dagster.runtime import ORIGIN_RUN_TAG
 from tests.helpers import FLOWS, REEXECUTE_FROM_FAILURE, flow_literal, free_port, metaflow_run, wait_for
-from tests.infra import BIN, Process, postgres, s3  # noqa: F401 (postgres, s3: pytest fixtures)
+from tests.infra import BIN, Process, doc_blocks, postgres, s3  # noqa: F401 (postgres, s3: pytest fixtures)
 
 WORKERS = ("w1", "w2")      # w2 also serves the queue `big`
 BIG = "big"
 TRIGGER = "trigger_flow.py"
 CHAIN = ("chain_a_flow.py", "chain_b_flow.py")
 RUN_TIMEOUT = 240
-EXECUTOR_CONFIG = {"broker": {"env": "DAGSTER_CELERY_BROKER_URL"}, "backend": {"env": "DAGSTER_CELERY_BACKEND_URL"}}
+VISIBILITY_TIMEOUT = 30  # s: a step's message goes back to its queue this long after a worker took it unacked
+
+
+def _config_source():
+    """The workers' Celery settings as docs/deploy.md gives them, with a visibility timeout short enough for a
+    test and a check for expired messages every second."""
+    import yaml
+
+    (text,) = [body for kind, _, body in doc_blocks("deploy.md", "celery") if kind == "worker-config"]
+    source = yaml.safe_load(text)["execution"]["config"]["config_source"]
+    source["broker_transport_options"].update(visibility_timeout=VISIBILITY_TIMEOUT, unacked_restore_interval=1)
+    return source
+
+
+CONFIG_SOURCE = _config_source()
+EXECUTOR_CONFIG = {"broker": {"env": "DAGSTER_CELERY_BROKER_URL"}, "backend": {"env": "DAGSTER_CELERY_BACKEND_URL"},
+                   "config_source": CONFIG_SOURCE}
 
 
 class Redis:
@@ -67,7 +90,12 @@ def _dagster_yaml(home, postgres, db):  # noqa: F811
     # four `tail` processes. Step output is checked in Metaflow's logs and the run's event log.
     config = {"storage": postgres.storage_config(db), "telemetry": {"enabled": False},
               "compute_logs": {"module": "dagster.core.storage.noop_compute_log_manager",
-                               "class": "NoOpComputeLogManager"}}
+                               "class": "NoOpComputeLogManager"},
+              # As `create` sets up an instance: the daemon launches a queued run within a second.
+              "run_coordinator": {"module": "dagster.core.run_coordinator", "class": "QueuedRunCoordinator",
+                                  "config": {"dequeue_interval_seconds": 1}},
+              # Daemons these flows do not use; each one polls the storage.
+              "auto_materialize": {"enabled": False, "use_sensors": False}, "freshness": {"enabled": False}}
     with open(os.path.join(home, "dagster.yaml"), "w") as f:
         yaml.safe_dump(config, f)
     return home
@@ -117,8 +145,8 @@ class CeleryCluster:
         config = os.path.join(wdir, "celery.yaml")
         with open(config, "w") as f:
             # The executor's config, as a run config's `execution` section: what dagster-celery reads.
-            json.dump({"execution": {"config": {"broker": self.broker,
-                                                "backend": self.env["DAGSTER_CELERY_BACKEND_URL"]}}}, f)
+            json.dump({"execution": {"config": {"broker": self.broker, "backend": self.env["DAGSTER_CELERY_BACKEND_URL"],
+                                                "config_source": CONFIG_SOURCE}}}, f)
         env = dict(self.env, DAGSTER_HOME=home, METAFLOW_DAGSTER_CODE_CACHE=os.path.join(wdir, "code-cache"))
         argv = [os.path.join(BIN, "dagster-celery"), "worker", "start", "-A", "dagster_celery.app", "-n", name,
                 "-y", config, "-q", ",".join(queues), "--", "--concurrency=2"]  # one -Q: Celery keeps the last
@@ -298,49 +326,133 @@ def test_a_killed_worker_process_fails_the_run_naming_the_step_then_resume_and_r
     assert continued["join"].task.data.doubles == [0, 2, 4]
 
 
-def _sensor_tick(cluster, job):
-    """One tick of the sensor of ``job``, evaluated here on the cluster's instance as the daemon would (the
-    daemon's 5 s loop is not what this module tests): the run requests it returns."""
+SENSED = ("TriggeredFlow", "chain_user_tester_ChainBFlow")  # the jobs whose sensors the daemon ticks
+
+
+@pytest.fixture(scope="module")
+def daemon(cluster):
+    """`dagster-daemon run` on the run worker's instance, with the definitions files of SENSED as its workspace:
+    it ticks their sensors and launches the runs they request (a run worker each, which submits the steps to
+    Celery), as in production."""
+    import yaml
+
+    workspace = os.path.join(cluster.root, "workspace.yaml")
+    with open(workspace, "w") as f:
+        yaml.safe_dump({"load_from": [{"python_file": {"relative_path": cluster.defs[job], "location_name": job}}
+                                      for job in SENSED]}, f)
+    d = Process([os.path.join(BIN, "dagster-daemon"), "run", "-w", workspace], os.path.join(cluster.root, "daemon.log"),
+                env=dict(cluster.env, DAGSTER_HOME=cluster.home), cwd=cluster.root)
+    try:
+        yield d
+    finally:
+        d.stop(grace=10)
+
+
+@functools.lru_cache(maxsize=None)
+def _sensor_name(defs, job):
     import runpy
 
-    from dagster import build_sensor_context
+    (name,) = [s.name for s in runpy.run_path(defs)["defs"].sensors if s.job_name == job]
+    return name
 
-    defs = runpy.run_path(cluster.defs[job])["defs"]
-    (sensor,) = [s for s in defs.sensors if s.job_name == job]
+
+def _sensor_ticks(cluster, job):
+    """The finished ticks of the sensor of ``job``, newest first, as the daemon recorded them."""
+    from dagster._core.scheduler.instigation import InstigatorType, TickStatus
+
+    name = _sensor_name(cluster.defs[job], job)
     with cluster.instance() as inst:
-        result = sensor(build_sensor_context(instance=inst, cursor=None))
-    return list(result) if isinstance(result, list) else []
+        states = [s for s in inst.all_instigator_state(instigator_type=InstigatorType.SENSOR) if s.instigator_name == name]
+        if not states:
+            return []
+        return inst.get_ticks(states[0].instigator_origin_id, states[0].selector_id, limit=100,
+                              statuses=[TickStatus.SUCCESS, TickStatus.SKIPPED])
 
 
-def _run_requested(cluster, job, request):
-    return cluster.execute(job, config=request.run_config, tags=dict(request.tags))
+def _launched_run(cluster, daemon, job):
+    """The run of ``job`` the daemon launched, once it has finished."""
+    from dagster import RunsFilter
+
+    def finished():
+        assert daemon.alive(), "dagster-daemon exited:\n" + daemon.log_tail()
+        with cluster.instance() as inst:
+            runs = inst.get_runs(filters=RunsFilter(job_name=job), limit=2)
+        assert len(runs) <= 1, "more than one run of %s: %s" % (job, [r.run_id for r in runs])
+        return runs[0] if runs and runs[0].is_finished else None
+
+    return wait_for(finished, RUN_TIMEOUT, "a finished run of %s launched by its sensor (daemon log: %s)"
+                    % (job, daemon.log_path), 0.5)
 
 
-def test_trigger_and_trigger_on_finish_chain_run_on_celery(cluster):
+def test_trigger_and_trigger_on_finish_chain_run_on_celery(cluster, daemon):
     from metaflow_dagster.events import envelope
     from metaflow_dagster.runtime import publish_event
 
+    head, tail = "chain_user_tester_ChainAFlow", "chain_user_tester_ChainBFlow"
+    wait_for(lambda: all(_sensor_ticks(cluster, job) for job in SENSED), 180,
+             "the daemon's first ticks of the sensors of %s (log: %s)" % (", ".join(SENSED), daemon.log_path), 0.5)
     with cluster.instance() as inst:
         publish_event(inst, "data.ready", envelope("data.ready", {"who": "celery", "alpha": "0.25"}))
-    (request,) = _sensor_tick(cluster, "TriggeredFlow")
-    drun = _run_requested(cluster, "TriggeredFlow", request)
+    drun = _launched_run(cluster, daemon, "TriggeredFlow")
     assert drun.status == DagsterRunStatus.SUCCESS, cluster.explain(drun.run_id)
     run = metaflow_run("TriggeredFlow", drun)
     assert run["end"].task.data.values == (0.25, "celery", {"k": 0})
     assert run["start"].task.data.start_trigger[0] == "data.ready"
     assert run["end"].task.metadata_dict["dagster-worker"].split("@")[0] in WORKERS
 
-    head, tail = "chain_user_tester_ChainAFlow", "chain_user_tester_ChainBFlow"
-    assert _sensor_tick(cluster, tail) == []  # nothing has finished upstream yet
     up = cluster.execute(head, config={"ops": {"start": {"config": {"seed": 4}}}})
     assert up.status == DagsterRunStatus.SUCCESS, cluster.explain(up.run_id)
-    # The end task, on a Celery worker, published ChainAFlow's end event to the instance; ChainBFlow's sensor
-    # turns it into one run, which runs on Celery too and reads the upstream run's data.
-    (request,) = _sensor_tick(cluster, tail)
-    down = _run_requested(cluster, tail, request)
+    # The end task, on a Celery worker, published ChainAFlow's end event to the instance; ChainBFlow's sensor,
+    # ticked by the daemon, turns it into one run, which runs on Celery too and reads the upstream run's data.
+    down = _launched_run(cluster, daemon, tail)
     assert down.status == DagsterRunStatus.SUCCESS, cluster.explain(down.run_id)
     upstream = metaflow_run("ChainAFlow", up)
     chained = metaflow_run("ChainBFlow", down)
     assert chained["start"].task.data.upstream == upstream.pathspec
     assert chained["start"].task.data.total == sum([40, 41, 42])
     assert chained.trigger.run.pathspec == upstream.pathspec
+    # One run per upstream success: a tick after the downstream run ended requests no other.
+    with cluster.instance() as inst:
+        ended = inst.get_run_record_by_id(down.run_id).end_time
+    wait_for(lambda: any(t.timestamp > ended for t in _sensor_ticks(cluster, tail)), 60,
+             "a tick of %s's sensor after its run ended (daemon log: %s)" % (tail, daemon.log_path), 0.5)
+    _launched_run(cluster, daemon, tail)  # still the one run
+
+
+def test_a_worker_killed_whole_has_its_step_delivered_to_the_other_and_the_run_completes(cluster):
+    started = os.path.join(cluster.root, "host-started")
+    release = os.path.join(cluster.root, "host-release")
+    config = {"ops": {"start": {"config": {"started": started, "release": release}}}}
+    proc = cluster.execute("CeleryKillFlow", config=config, background=True)
+    try:
+        wait_for(lambda: os.path.exists(started), RUN_TIMEOUT, "item 2 of CeleryKillFlow to start on a worker", 0.2)
+        task_pid, op_pid = map(int, open(started).read().split())
+        (dead,) = [name for name, w in cluster.workers.items() if os.getpgid(op_pid) == w.pid]
+        # A host gone: the Celery worker's main process, its pool and the Metaflow task, at once, with no word
+        # to the broker. The step's message was not acknowledged, so Redis hands it to the other worker once
+        # the visibility timeout has passed.
+        cluster.workers[dead].signal_group(signal.SIGKILL)
+        try:
+            os.kill(task_pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        cluster.workers[dead].proc.wait(60)
+        open(release, "w").close()
+        proc.wait(RUN_TIMEOUT + VISIBILITY_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    drun = cluster.latest_run("CeleryKillFlow")
+    assert drun.status == DagsterRunStatus.SUCCESS, cluster.explain(drun.run_id)
+    run = metaflow_run("CeleryKillFlow", drun)
+    assert run.successful and run["join"].task.data.doubles == [0, 2, 4]
+    (item2,) = [t for t in run["body"] if t.index == 2]
+    # The attempt the dead worker started keeps its number; the survivor's is the next one.
+    assert item2.current_attempt == 1, item2.current_attempt
+    survivor = item2.metadata_dict["dagster-worker"].split("@")[0]
+    assert survivor in WORKERS and survivor != dead, (survivor, dead)
+    # Dagster's event log shows the step delivered twice: to the worker that died, then to the survivor.
+    delivered = [e.dagster_event.engine_event_data.metadata["Celery worker"].value
+                 for e in cluster.events(drun.run_id, DagsterEventType.ENGINE_EVENT)
+                 if "Executing steps body[2] in celery worker" in (e.message or "")]
+    assert [w.split("@")[0] for w in delivered] == [dead, survivor], delivered
