@@ -630,9 +630,10 @@ check_executor(Compile *c)
 			mfd_error_at(c, &f->steps[i], "@kubernetes needs the k8s executor, not %s: its attributes describe "
 				"the Kubernetes Job that runs the step (create --executor k8s, or leave --executor out)",
 				mfd_exec_name(f->exec));
-	if (f->exec == EXEC_K8S && !strcmp(f->settings.datastore, "local"))
-		mfd_error_at(c, kube, "the k8s executor runs every step in a pod of its own, which cannot reach the local "
-			"datastore %s: deploy with --datastore=s3, azure or gs", quote(c, f->settings.datastore_root));
+	if ((f->exec == EXEC_K8S || f->exec == EXEC_DOCKER) && !strcmp(f->settings.datastore, "local"))
+		mfd_error_at(c, kube, "the %s executor runs every step in a %s of its own, which cannot reach the local "
+			"datastore %s: deploy with --datastore=s3, azure or gs", mfd_exec_name(f->exec),
+			f->exec == EXEC_K8S ? "pod" : "container", quote(c, f->settings.datastore_root));
 	for (i = 0; i < f->options.nqueues; i++) {
 		queue = f->options.queues[i].value;
 		if (!mfd_find_step(f, f->options.queues[i].key))

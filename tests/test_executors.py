@@ -3,7 +3,9 @@
 No cluster runs here, so the Kubernetes checks use dagster-k8s itself: each op's `dagster-k8s/config` tag goes
 through its config classes (`get_user_defined_k8s_config`, the schema behind `UserDefinedDagsterK8sConfig`),
 and each op's Job is built by `construct_dagster_k8s_job` from the container context `k8s_job_executor`
-builds out of its own config (the executor's config comes from the generated file, resolved by Dagster). The
+builds out of its own config (the executor's config comes from the generated file, resolved by Dagster). No
+Docker daemon runs here either: dagster-docker's own executor is built from the generated job's resolved config,
+and each op's container is described by docker-py's own request builder from what its step handler holds. The
 Celery executor runs for real in tests/e2e/test_celery.py.
 """
 
@@ -85,6 +87,8 @@ def test_celery_executor_defaults_and_queue(project, monkeypatch):
     (["--executor", "celery", "--celery-queue", "nope=big"], "--celery-queue nope=big: the flow has no step 'nope'"),
     (["--executor", "k8s"], "the k8s executor runs every step in a pod of its own, which cannot reach the local "
                             "datastore"),
+    (["--executor", "docker"], "the docker executor runs every step in a container of its own, which cannot reach "
+                               "the local datastore"),
 ])
 def test_bad_executor_options_are_one_clear_error(project, args, message):
     defs, res = _create(project, "foreach_flow.py", args, check=False)
@@ -189,6 +193,69 @@ def test_kubernetes_tags_validate_and_build_jobs_with_dagster_k8s(project, monke
     assert volumes["dhsm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "512Mi"}
     assert train_pod["metadata"]["labels"]["team"] == "ml"
     assert train_pod["metadata"]["annotations"]["owner"] == "alice"
+
+
+def _docker_containers(job):
+    """{op name: the body of Docker's create-container request} for each op of ``job``, as docker_executor's
+    step handler creates them: dagster-docker builds the executor (its DockerStepHandler) from the executor's
+    resolved config; the op's environment is the handler's env_vars (values read here, as on the run worker)
+    plus the step's two DAGSTER_RUN_ variables; docker-py turns the container's arguments into the request."""
+    import docker
+    from dagster import DagsterInstance, InitExecutorContext
+    from dagster._core.definitions.job_base import InMemoryJob
+    from dagster._core.utils import parse_env_var
+    from docker.models.containers import _create_container_args
+
+    with DagsterInstance.ephemeral() as instance:
+        executor = job.executor_def.executor_creation_fn(InitExecutorContext(
+            job=InMemoryJob(job), executor_def=job.executor_def, executor_config=_execution(job), instance=instance))
+    handler = executor._step_handler
+    context = handler._container_context
+    api = docker.APIClient(base_url="unix:///nonexistent/docker.sock", version="1.45")  # builds, never connects
+    bodies = {}
+    for node in job.graph.node_defs:
+        env = dict(parse_env_var(v) for v in context.env_vars)
+        env.update(DAGSTER_RUN_JOB_NAME=job.name, DAGSTER_RUN_STEP_KEY=node.name)
+        args = _create_container_args(dict(
+            image=handler._image, command=["dagster", "api", "execute_step"], version=api.api_version, detach=True,
+            network=context.networks[0] if context.networks else None, environment=env, **context.container_kwargs))
+        args.pop("name", None)
+        bodies[node.name] = api.create_container_config(**args)
+    return type(handler).__name__, bodies
+
+
+def test_docker_executor_builds_each_step_container_with_dagster_docker(project, monkeypatch):
+    config = {"image": "registry.example/flows:1", "network": "flows", "container_kwargs": {"mem_limit": "2g"}}
+    defs, _ = _create(project, "foreach_flow.py", ["--executor", "docker", "--executor-config", json.dumps(config)],
+                      top=S3_TOP, **S3_ENV)
+    secret = "s3-" + "y" * 24
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)          # allowlisted prefix, but a credential
+    monkeypatch.setenv("METAFLOW_DEFAULT_METADATA", "local")     # allowlisted: forwarded by name
+    monkeypatch.setenv("UNLISTED_VARIABLE", "not-for-containers")
+    monkeypatch.setenv("METAFLOW_DATASTORE_SYSROOT_S3", S3_ENV["METAFLOW_DATASTORE_SYSROOT_S3"])
+    job = _job(defs, "ForeachFlow")
+    assert job.executor_def.name == "metaflow_docker"
+    # The launchpad shows create's values as the defaults of dagster-docker's own executor config.
+    fields = job.executor_def.config_schema.config_type.fields
+    assert fields["image"].default_value == "registry.example/flows:1"
+    assert fields["container_kwargs"].default_value == {"mem_limit": "2g"}
+    handler, bodies = _docker_containers(job)
+    assert handler == "DockerStepHandler"
+    assert set(bodies) == {n.name for n in job.graph.node_defs}
+    for name, body in bodies.items():
+        assert body["Image"] == "registry.example/flows:1" and body["Cmd"] == ["dagster", "api", "execute_step"]
+        assert body["HostConfig"]["Memory"] == 2 * 1024 ** 3 and body["HostConfig"]["NetworkMode"] == "flows"
+        env = dict(e.split("=", 1) for e in body["Env"])
+        assert env["DAGSTER_RUN_STEP_KEY"] == name and env["DAGSTER_RUN_JOB_NAME"] == "ForeachFlow"
+        assert env["METAFLOW_DEFAULT_METADATA"] == "local"
+        assert env["METAFLOW_DATASTORE_SYSROOT_S3"] == S3_ENV["METAFLOW_DATASTORE_SYSROOT_S3"]
+        forwarded = set(env) - {"DAGSTER_RUN_JOB_NAME", "DAGSTER_RUN_STEP_KEY"}
+        assert all(n.startswith(("METAFLOW_", "AWS_", "LANG", "LC_", "TZ", "AZURE_", "GOOGLE_CLOUD")) for n in forwarded), (
+            sorted(forwarded))
+        text = json.dumps(body)
+        assert secret not in text and "not-for-containers" not in text and "AWS_SECRET_ACCESS_KEY" not in env, name
+    # Ops share no disk: their outputs go through the Metaflow datastore.
+    assert "TokenStore" in type(job.resource_defs["io_manager"].resource_fn(None)).__name__
 
 
 def test_with_kubernetes_compiles_to_the_k8s_executor(project):

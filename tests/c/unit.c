@@ -835,6 +835,10 @@ test_executor(void)
 	del(ir, "options.queues");
 	EXPECT_DIAGS(ir, "/src/t.py:11: error: step 'a': the k8s executor runs every step in a pod of its own, which "
 		"cannot reach the local datastore '/src/.metaflow': deploy with --datastore=s3, azure or gs");
+	set(ir, "steps.1.decorators", J("[]"));
+	set(ir, "options.executor", J("\"docker\""));
+	EXPECT_DIAGS(ir, "/src/t.py: error: the docker executor runs every step in a container of its own, which "
+		"cannot reach the local datastore '/src/.metaflow': deploy with --datastore=s3, azure or gs");
 }
 
 /* @kubernetes and @resources as each op's dagster-k8s/config, for k8s_job_executor. */
