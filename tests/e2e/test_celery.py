@@ -237,6 +237,7 @@ def cluster(postgres, s3, tmp_path_factory):  # noqa: F811
         c.create(src, {"celery_flow.py": ["--celery-queue", "end=" + BIG], "celery_kill_flow.py": [],
                        TRIGGER: [], CHAIN[0]: [], CHAIN[1]: []})
         shutil.rmtree(src)  # from here on, only the code packages hold the flows' code
+        c.instance().dispose()  # the instance's schema, created once before the workers race to create it
         c.start_worker("w1", ["dagster"])
         c.start_worker("w2", ["dagster", BIG])
         c.wait_workers(WORKERS)
