@@ -485,6 +485,34 @@ def test_reused_sqlite_engines_store_every_event_from_many_threads(tmp_path):
         assert [m for m in messages if m.startswith("2-")] == ["2-%d" % i for i in range(40)]
 
 
+def test_the_run_database_held_open_keeps_every_event_and_its_wal(tmp_path):
+    """An idle connection held to the run's event-log database: every event is stored and read back as before,
+    the WAL is not removed at each write's close while it is held, and nothing is created for a run whose
+    database does not exist."""
+    from dagster import DagsterInstance
+    from dagster._core.events.log import EventLogEntry
+
+    def entry(run_id, i):
+        return EventLogEntry(error_info=None, level=20, user_message=str(i), run_id=run_id, timestamp=time.time(),
+                             step_key="s", job_name="j", dagster_event=None)
+
+    with DagsterInstance.local_temp(str(tmp_path)) as instance:
+        assert executor._reuse_sqlite_engines(instance)
+        storage = instance.event_log_storage
+        with executor._run_database_held_open(instance, "missing") as held:
+            assert held is None and not os.path.exists(storage.path_for_shard("missing"))
+        storage.store_event(entry("r1", 0))
+        assert not os.path.exists(storage.path_for_shard("r1") + "-wal")  # the last close checkpointed it
+        with executor._run_database_held_open(instance, "r1") as held:
+            assert held is not None
+            for i in range(1, 50):
+                storage.store_event(entry("r1", i))
+            assert os.path.exists(storage.path_for_shard("r1") + "-wal")
+            assert [e.user_message for e in instance.all_logs("r1")] == [str(i) for i in range(50)]
+        assert not os.path.exists(storage.path_for_shard("r1") + "-wal")  # checkpointed when it closed
+        assert [e.user_message for e in instance.all_logs("r1")] == [str(i) for i in range(50)]
+
+
 def test_the_multiprocess_executor_is_chosen_by_environment(tmp_path, monkeypatch):
     """METAFLOW_DAGSTER_EXECUTOR=multiprocess in the process loading the file gives jobs Dagster's own
     multiprocess executor, with max_workers as its default max_concurrent (end to end: tests/e2e/test_executor.py)."""
