@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -289,6 +290,55 @@ def test_zygote_tasks_inherit_the_git_state_it_read_once(tmp_path):
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True)
     assert cached is not None
     assert cached.get("commit_sha") == (head.stdout.strip() if head.returncode == 0 else None)
+
+
+def test_zygote_saves_task_logs_in_one_saver_process(tmp_path, monkeypatch):
+    """The zygote saves tasks' logs in one process of its own (forked at the first save, a thread per save),
+    not a process per task: what each task printed is in Metaflow's datastore, and every save names that
+    same saver; a task forked after it keeps no descriptor of it."""
+    from metaflow.mflog import RUNTIME_LOG_SOURCE
+
+    monkeypatch.setenv("METAFLOW_USER", "tester")
+    flow = {"name": "SaverFlow", "settings": {"datastore": "local", "metadata": "local",
+                                              "datastore_root": str(tmp_path / ".metaflow")}}
+    script = tmp_path / "fds.py"
+    script.write_text("import os\nprint(sorted(os.listdir('/proc/self/fd')))\n")
+
+    def task_fds():
+        task = zygote.start([str(script)], {}, str(tmp_path))
+        fds = task.stdout.read().decode()
+        assert task.wait() == 0
+        task.stdout.close()
+        task.stderr.close()
+        return fds
+
+    zygote = zygote_module._Zygote(str(tmp_path))
+    pids, specs = [], []
+    try:
+        before = task_fds()
+        for i in range(3):
+            out, err = tmp_path / ("out%d" % i), tmp_path / ("err%d" % i)
+            out.write_bytes(b"[MFLOG|0|2026-01-01T00:00:00.000000Z|runtime|x]line %d\n" % i)
+            err.write_bytes(b"")
+            specs.append({"pathspec": "r1/s/t-%d" % i, "attempt": 0, "flow": flow, "stdout": str(out),
+                          "stderr": str(err), "worker": "host:1"})
+        threads = [threading.Thread(target=lambda spec=spec: pids.append(zygote.save_logs(spec))) for spec in specs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert pids == [None, None, None]
+        assert task_fds() == before
+        savers = [p for p in os.listdir("/proc") if p.isdigit() and open("/proc/%s/stat" % p).read().rsplit(")", 1)[1]
+                  .split()[1] == str(zygote.pid)]
+        assert len(savers) == 1  # one saver, alive until the zygote ends
+    finally:
+        zygote.close()
+    ds = tasks._flow_datastore(flow)
+    for i in range(3):
+        task = ds.get_task_datastore("r1", "s", "t-%d" % i, attempt=0, mode="r", allow_not_done=True)
+        logs = dict(task.load_logs([RUNTIME_LOG_SOURCE], "stdout"))
+        assert b"line %d" % i in logs[RUNTIME_LOG_SOURCE]
 
 
 def test_input_paths_are_what_metaflow_decompresses():
