@@ -1,5 +1,6 @@
 """The zygote: a single-threaded process that forks every Metaflow task of a run (see _Zygote)."""
 
+import gc
 import json
 import os
 import select
@@ -40,6 +41,9 @@ def _zygote_warm(flow_dir):  # pragma: no cover - runs in the zygote
     metaflow_version.get_version()
     for _ in tokenize.generate_tokens(io.StringIO("def f(self):\n    return 'x'\n").readline):
         pass
+    # What the zygote imported lives as long as it does, in every task: frozen out of the garbage collector,
+    # a task's full collections do not write to (and so copy) the pages it shares with the zygote.
+    gc.freeze()
 
 
 def _saver_serve(sock):  # pragma: no cover - runs in the zygote's saver
