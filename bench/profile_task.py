@@ -181,7 +181,9 @@ def main():
                                                                   r.user_message or "")] if m}
     task_times = {}
     for p in pathspecs:
-        md = {m.name: m.created_at / 1000.0 for m in Task("%s/%s" % (cell.flow_name, p)).metadata}
+        # the log line names the task with its flow (Flow/run/step/task); older runtimes named it without
+        full = p if p.count("/") == 3 else "%s/%s" % (cell.flow_name, p)
+        md = {m.name: m.created_at / 1000.0 for m in Task(full).metadata}
         task_times[p] = (min(md.values()), md.get("attempt-done"))
     out = report(args.flow, res, t0, records, op_phases(records, task_times), host, json.loads(marks_file.read_text()))
     print(out)

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -291,6 +292,55 @@ def test_zygote_tasks_inherit_the_git_state_it_read_once(tmp_path):
     assert cached.get("commit_sha") == (head.stdout.strip() if head.returncode == 0 else None)
 
 
+def test_zygote_saves_task_logs_in_one_saver_process(tmp_path, monkeypatch):
+    """The zygote saves tasks' logs in one process of its own (forked at the first save, a thread per save),
+    not a process per task: what each task printed is in Metaflow's datastore, and every save names that
+    same saver; a task forked after it keeps no descriptor of it."""
+    from metaflow.mflog import RUNTIME_LOG_SOURCE
+
+    monkeypatch.setenv("METAFLOW_USER", "tester")
+    flow = {"name": "SaverFlow", "settings": {"datastore": "local", "metadata": "local",
+                                              "datastore_root": str(tmp_path / ".metaflow")}}
+    script = tmp_path / "fds.py"
+    script.write_text("import os\nprint(sorted(os.listdir('/proc/self/fd')))\n")
+
+    def task_fds():
+        task = zygote.start([str(script)], {}, str(tmp_path))
+        fds = task.stdout.read().decode()
+        assert task.wait() == 0
+        task.stdout.close()
+        task.stderr.close()
+        return fds
+
+    zygote = zygote_module._Zygote(str(tmp_path))
+    pids, specs = [], []
+    try:
+        before = task_fds()
+        for i in range(3):
+            out, err = tmp_path / ("out%d" % i), tmp_path / ("err%d" % i)
+            out.write_bytes(b"[MFLOG|0|2026-01-01T00:00:00.000000Z|runtime|x]line %d\n" % i)
+            err.write_bytes(b"")
+            specs.append({"pathspec": "r1/s/t-%d" % i, "attempt": 0, "flow": flow, "stdout": str(out),
+                          "stderr": str(err), "worker": "host:1"})
+        threads = [threading.Thread(target=lambda spec=spec: pids.append(zygote.save_logs(spec))) for spec in specs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert pids == [None, None, None]
+        assert task_fds() == before
+        savers = [p for p in os.listdir("/proc") if p.isdigit() and open("/proc/%s/stat" % p).read().rsplit(")", 1)[1]
+                  .split()[1] == str(zygote.pid)]
+        assert len(savers) == 1  # one saver, alive until the zygote ends
+    finally:
+        zygote.close()
+    ds = tasks._flow_datastore(flow)
+    for i in range(3):
+        task = ds.get_task_datastore("r1", "s", "t-%d" % i, attempt=0, mode="r", allow_not_done=True)
+        logs = dict(task.load_logs([RUNTIME_LOG_SOURCE], "stdout"))
+        assert b"line %d" % i in logs[RUNTIME_LOG_SOURCE]
+
+
 def test_input_paths_are_what_metaflow_decompresses():
     from metaflow.util import compress_list, decompress_list
 
@@ -483,6 +533,34 @@ def test_reused_sqlite_engines_store_every_event_from_many_threads(tmp_path):
         assert sorted(messages) == sorted("%d-%d" % (t, i) for t in range(4) for i in range(40))
         # Per thread, in the order stored.
         assert [m for m in messages if m.startswith("2-")] == ["2-%d" % i for i in range(40)]
+
+
+def test_the_run_database_held_open_keeps_every_event_and_its_wal(tmp_path):
+    """An idle connection held to the run's event-log database: every event is stored and read back as before,
+    the WAL is not removed at each write's close while it is held, and nothing is created for a run whose
+    database does not exist."""
+    from dagster import DagsterInstance
+    from dagster._core.events.log import EventLogEntry
+
+    def entry(run_id, i):
+        return EventLogEntry(error_info=None, level=20, user_message=str(i), run_id=run_id, timestamp=time.time(),
+                             step_key="s", job_name="j", dagster_event=None)
+
+    with DagsterInstance.local_temp(str(tmp_path)) as instance:
+        assert executor._reuse_sqlite_engines(instance)
+        storage = instance.event_log_storage
+        with executor._run_database_held_open(instance, "missing") as held:
+            assert held is None and not os.path.exists(storage.path_for_shard("missing"))
+        storage.store_event(entry("r1", 0))
+        assert not os.path.exists(storage.path_for_shard("r1") + "-wal")  # the last close checkpointed it
+        with executor._run_database_held_open(instance, "r1") as held:
+            assert held is not None
+            for i in range(1, 50):
+                storage.store_event(entry("r1", i))
+            assert os.path.exists(storage.path_for_shard("r1") + "-wal")
+            assert [e.user_message for e in instance.all_logs("r1")] == [str(i) for i in range(50)]
+        assert not os.path.exists(storage.path_for_shard("r1") + "-wal")  # checkpointed when it closed
+        assert [e.user_message for e in instance.all_logs("r1")] == [str(i) for i in range(50)]
 
 
 def test_the_multiprocess_executor_is_chosen_by_environment(tmp_path, monkeypatch):

@@ -167,7 +167,7 @@ class TaskProcesses:
 
 
     def _save_logs(self, context, launcher, spec, output):
-        """Save what a task printed with it in Metaflow's datastore (_save_task_logs): in a child of the zygote
+        """Save what a task printed with it in Metaflow's datastore (_save_task_logs): in the zygote's saver
         (which has Metaflow) or, without one, here. A failure to save is a warning, never the op's failure."""
         spec = dict(spec, **output.log_files())
         try:

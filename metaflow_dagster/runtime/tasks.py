@@ -249,7 +249,7 @@ def _save_task_logs(spec):
     """Save what a task printed (files of mflog lines) with the task, as Metaflow's own runtime does, so
     ``Task.stdout``/``.stderr``, ``python flow.py logs`` and the Metaflow UI show it, and record the worker that
     ran it (``spec["worker"]``) as the attempt's task metadata ``dagster-worker`` (``Task.metadata_dict``).
-    Needs Metaflow: runs in a child of the zygote, or in this process when tasks run without one."""
+    Needs Metaflow: runs in the zygote's saver (zygote._Saver), or in this process when tasks run without one."""
     from pathlib import Path
 
     from metaflow.mflog import RUNTIME_LOG_SOURCE
@@ -277,26 +277,6 @@ def _register_task_metadata(flow, pathspec, attempt, fields):
     tags = ["attempt_id:%d" % attempt]
     provider.register_metadata(run_id, step, task_id, [MetaDatum(field=k, value=v, type=k, tags=tags)
                                                        for k, v in fields.items()])
-
-
-def _saver_child(spec, out_w, err_w):  # pragma: no cover - runs in a forked child of the zygote
-    """Body of a zygote child that saves a task's logs (_save_task_logs) and exits 0, or 1 with the reason
-    on its stderr."""
-    code = 1
-    try:
-        os.dup2(err_w, 2)
-        for fd in {out_w, err_w} - {2}:
-            os.close(fd)
-        sys.stderr = open(2, "w", buffering=1, closefd=False)
-        _save_task_logs(spec)
-        code = 0
-    except BaseException as e:
-        print("cannot save the logs of %s: %s" % (spec.get("pathspec"), e), file=sys.stderr)
-    finally:
-        try:
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
 
 
 def _report_info(spec):  # pragma: no cover - runs in a forked child

@@ -1,5 +1,6 @@
 """The zygote: a single-threaded process that forks every Metaflow task of a run (see _Zygote)."""
 
+import gc
 import json
 import os
 import select
@@ -11,7 +12,7 @@ import sys
 import threading
 import time
 
-from .tasks import _KILL_GRACE_SECONDS, _saver_child, _task_child, _wait_child
+from .tasks import _KILL_GRACE_SECONDS, _save_task_logs, _task_child, _wait_child
 
 _ZYGOTE_MAX_REQUEST = 1 << 20
 
@@ -40,6 +41,106 @@ def _zygote_warm(flow_dir):  # pragma: no cover - runs in the zygote
     metaflow_version.get_version()
     for _ in tokenize.generate_tokens(io.StringIO("def f(self):\n    return 'x'\n").readline):
         pass
+    # What the zygote imported lives as long as it does, in every task: frozen out of the garbage collector,
+    # a task's full collections do not write to (and so copy) the pages it shares with the zygote.
+    gc.freeze()
+
+
+def _saver_serve(sock):  # pragma: no cover - runs in the zygote's saver
+    """Main loop of the zygote's saver (see _Saver): save the logs of each task a request names, in a thread
+    per request (several ops' saves may wait on a remote datastore at once); return at the end of ``sock``,
+    once every save has finished.
+
+    A request is what the zygote received for it, ``[argv, env, cwd, {"save_logs": spec}]``, with the
+    request's stdout, stderr and status descriptors; the zygote has written the status pipe's first line.
+    The saver writes a wait status, as the zygote does for a task it reaped (exit code 0, or 1 with the reason
+    on the request's stderr), then closes the three."""
+    threads = []
+    while True:
+        msg, fds, _, _ = socket.recv_fds(sock, _ZYGOTE_MAX_REQUEST, 3)
+        if not msg:
+            break
+        thread = threading.Thread(target=_saver_request, args=(json.loads(msg)[3]["save_logs"], *fds))
+        thread.start()
+        threads = [t for t in threads if t.is_alive()] + [thread]
+    for thread in threads:
+        thread.join()
+
+
+def _saver_request(spec, out_w, err_w, status_w):  # pragma: no cover - runs in the zygote's saver
+    """Save the logs of one task (_save_task_logs) for a request of _saver_serve, and answer it."""
+    code = 1
+    try:
+        _save_task_logs(spec)
+        code = 0
+    except BaseException as e:
+        _write_quietly(err_w, ("cannot save the logs of %s: %s\n" % (spec.get("pathspec"), e)).encode())
+    finally:
+        _write_quietly(status_w, b"%d\n" % (code << 8))  # a wait status, as os.waitpid gives it
+        for fd in (out_w, err_w, status_w):
+            os.close(fd)
+
+
+class _Saver:  # pragma: no cover - runs in the zygote
+    """The zygote's saver: one process, forked from the zygote at the first task whose logs are saved, that
+    saves every task's logs (_saver_serve) instead of a child forked per task. A fork of the zygote costs a
+    process start and its copy-on-write faults (~1,300 page faults, a few ms of system time), as much as the
+    save it ran. Forked from the zygote, so single-threaded at the fork; its threads never fork."""
+
+    def __init__(self):
+        self.pid = None
+        self._sock = None
+
+    def pid_for(self, inherited):
+        """The saver's pid, starting it first if there is none (0 if it cannot be forked). ``inherited``: the
+        zygote's descriptors, which the saver closes."""
+        if self._sock is None:
+            try:
+                self._start(inherited)
+            except OSError:
+                return 0
+        return self.pid
+
+    def forward(self, msg, fds, inherited):
+        """Hand a save request and its descriptors to the saver, restarting it once if it is gone (killed at a
+        save's timeout). False when no saver takes it."""
+        for _ in range(2):
+            if self._sock is None and not self.pid_for(inherited):
+                return False
+            try:
+                socket.send_fds(self._sock, [msg], fds)
+                return True
+            except OSError:
+                self.close()
+        return False
+
+    def _start(self, inherited):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                for fd in [ours.detach(), *inherited]:  # raw closes, as a task's (see _zygote_serve)
+                    os.close(fd)
+                _saver_serve(theirs)
+                code = 0
+            finally:
+                os._exit(code)
+        theirs.close()
+        self.pid, self._sock = pid, ours
+
+    def fds(self):
+        """The zygote's descriptors of the saver, which a task closes."""
+        return [self._sock.detach()] if self._sock is not None else []
+
+    def close(self):
+        """Let the saver finish the saves it has and exit (the zygote reaps it with its tasks)."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
 
 def _zygote_serve(sock, flow_dir):  # pragma: no cover - runs in the zygote
@@ -59,6 +160,7 @@ def _zygote_serve(sock, flow_dir):  # pragma: no cover - runs in the zygote
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # a Python handler, so SIGCHLD writes to wake_w
     status_fds = {}  # pid of a running task -> write end of its status pipe
+    saver = _Saver()
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ)
     sel.register(wake_r, selectors.EVENT_READ)
@@ -66,7 +168,7 @@ def _zygote_serve(sock, flow_dir):  # pragma: no cover - runs in the zygote
         for key, _ in sel.select():
             if key.fileobj == wake_r:
                 os.read(wake_r, 4096)
-                while status_fds:
+                while True:  # every child that has exited: tasks, savers
                     try:
                         pid, status = os.waitpid(-1, os.WNOHANG)
                     except ChildProcessError:
@@ -80,21 +182,31 @@ def _zygote_serve(sock, flow_dir):  # pragma: no cover - runs in the zygote
                 continue
             msg, fds, _, _ = socket.recv_fds(sock, _ZYGOTE_MAX_REQUEST, 4)
             if not msg:
+                saver.close()
                 return
             argv, env, cwd, spec = json.loads(msg)
             out_w, err_w, status_w, *report_w = fds
             for fd in report_w:  # received descriptors are inheritable: no process the task starts gets it
                 os.set_inheritable(fd, False)
+            if spec and "save_logs" in spec:  # to the saver, which answers as a child would (_saver_serve)
+                # What a saver forked now must close: the zygote's own descriptors, this request's too.
+                inherited = [sel.fileno(), sock.fileno(), wake_r, wake_w, *status_fds.values(), *fds]
+                _write_quietly(status_w, b"%d\n" % saver.pid_for(inherited))
+                if not saver.forward(msg, [out_w, err_w, status_w], inherited):
+                    _write_quietly(err_w, b"the zygote cannot start a process to save them\n")
+                    _write_quietly(status_w, b"256\n")
+                for fd in fds:
+                    os.close(fd)
+                continue
             pid = os.fork()
             if pid == 0:
                 signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.default_int_handler)
                 # Raw closes only: the epoll instance is shared with the zygote, unregistering would touch it.
-                for fd in [sel.fileno(), sock.detach(), wake_r, wake_w, status_w, *status_fds.values()]:
+                for fd in [sel.fileno(), sock.detach(), wake_r, wake_w, status_w, *status_fds.values(),
+                           *saver.fds()]:
                     os.close(fd)
-                if spec and "save_logs" in spec:
-                    _saver_child(spec["save_logs"], out_w, err_w)
                 _task_child(argv, env, cwd, out_w, err_w, (report_w[0], spec) if report_w else None)
             for fd in [out_w, err_w, *report_w]:
                 os.close(fd)
@@ -159,7 +271,7 @@ class _Zygote:
             socket.send_fds(self._sock, [payload], fds)
 
     def save_logs(self, spec, timeout=120):
-        """Save a task's logs in a child of the zygote (_saver_child). Returns None, or why they were not saved."""
+        """Save a task's logs in the zygote's saver (_Saver). Returns None, or why they were not saved."""
         child = _ZygoteTask(self, [], {}, None, {"save_logs": spec})
         err = b""
         try:
@@ -167,8 +279,12 @@ class _Zygote:
             open_fds = [child.stdout, child.stderr, child.report]
             while open_fds:
                 ready = select.select(open_fds, [], [], max(0.0, deadline - time.monotonic()))[0]
-                if not ready:
-                    os.kill(child.pid, signal.SIGKILL)
+                if not ready:  # the saver is stuck: end it (the zygote starts another for the next save)
+                    if child.pid > 0:
+                        try:
+                            os.kill(child.pid, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
                     child.wait(_KILL_GRACE_SECONDS)
                     return "saving took longer than %d seconds" % timeout
                 for f in ready:
