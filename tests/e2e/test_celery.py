@@ -20,6 +20,7 @@ passed (short here, longer than the longest step in production), and no `task_re
 step whose own process dies fails the run instead of coming back forever.
 """
 
+import contextlib
 import functools
 import json
 import os
@@ -28,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import types
 
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
@@ -280,21 +282,31 @@ def test_foreach_runs_on_both_workers_and_the_queue_routes_a_step(cluster):
     assert 'Submitting celery task for step "end" to queue "big".' in submitted, submitted
 
 
-def test_a_killed_worker_process_fails_the_run_naming_the_step_then_resume_and_reexecution_complete_it(cluster):
-    started = os.path.join(cluster.root, "kill-started")
-    release = os.path.join(cluster.root, "kill-release")
+@contextlib.contextmanager
+def _item_2_running(cluster, name):
+    """A run of CeleryKillFlow in the background (its files named after ``name``), once item 2 runs on a worker:
+    yields its run config, release file, Metaflow task pid, op pid (the Celery pool process) and run worker
+    (a Popen), which is killed on the way out if it is still running."""
+    started = os.path.join(cluster.root, name + "-started")
+    release = os.path.join(cluster.root, name + "-release")
     config = {"ops": {"start": {"config": {"started": started, "release": release}}}}
     proc = cluster.execute("CeleryKillFlow", config=config, background=True)
     try:
         wait_for(lambda: os.path.exists(started), RUN_TIMEOUT, "item 2 of CeleryKillFlow to start on a worker", 0.2)
         task_pid, op_pid = map(int, open(started).read().split())
-        # The Celery pool process running the op, and the Metaflow task it started: a worker process dies.
-        os.kill(op_pid, signal.SIGKILL)
-        os.kill(task_pid, signal.SIGKILL)
-        proc.wait(RUN_TIMEOUT)
+        yield types.SimpleNamespace(config=config, release=release, task_pid=task_pid, op_pid=op_pid, proc=proc)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_a_killed_worker_process_fails_the_run_naming_the_step_then_resume_and_reexecution_complete_it(cluster):
+    with _item_2_running(cluster, "kill") as item:
+        # The Celery pool process running the op, and the Metaflow task it started: a worker process dies.
+        os.kill(item.op_pid, signal.SIGKILL)
+        os.kill(item.task_pid, signal.SIGKILL)
+        item.proc.wait(RUN_TIMEOUT)
+    config, release = item.config, item.release
     parent = cluster.latest_run("CeleryKillFlow")
     assert parent.status == DagsterRunStatus.FAILURE
     failure = cluster.explain(parent.run_id)
@@ -421,28 +433,19 @@ def test_trigger_and_trigger_on_finish_chain_run_on_celery(cluster, daemon):
 
 
 def test_a_worker_killed_whole_has_its_step_delivered_to_the_other_and_the_run_completes(cluster):
-    started = os.path.join(cluster.root, "host-started")
-    release = os.path.join(cluster.root, "host-release")
-    config = {"ops": {"start": {"config": {"started": started, "release": release}}}}
-    proc = cluster.execute("CeleryKillFlow", config=config, background=True)
-    try:
-        wait_for(lambda: os.path.exists(started), RUN_TIMEOUT, "item 2 of CeleryKillFlow to start on a worker", 0.2)
-        task_pid, op_pid = map(int, open(started).read().split())
-        (dead,) = [name for name, w in cluster.workers.items() if os.getpgid(op_pid) == w.pid]
+    with _item_2_running(cluster, "host") as item:
+        (dead,) = [name for name, w in cluster.workers.items() if os.getpgid(item.op_pid) == w.pid]
         # A host gone: the Celery worker's main process, its pool and the Metaflow task, at once, with no word
         # to the broker. The step's message was not acknowledged, so Redis hands it to the other worker once
         # the visibility timeout has passed.
         cluster.workers[dead].signal_group(signal.SIGKILL)
         try:
-            os.kill(task_pid, signal.SIGKILL)
+            os.kill(item.task_pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         cluster.workers[dead].proc.wait(60)
-        open(release, "w").close()
-        proc.wait(RUN_TIMEOUT + VISIBILITY_TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        open(item.release, "w").close()
+        item.proc.wait(RUN_TIMEOUT + VISIBILITY_TIMEOUT)
     drun = cluster.latest_run("CeleryKillFlow")
     assert drun.status == DagsterRunStatus.SUCCESS, cluster.explain(drun.run_id)
     run = metaflow_run("CeleryKillFlow", drun)
